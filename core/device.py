@@ -1,0 +1,32 @@
+"""Device choice and process-wide settings for loading models offline."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from core.errors import InvalidInputError
+
+
+def offline_mode() -> None:
+    """Forbid any model-hub traffic from transformers / huggingface_hub in this process.
+
+    Called by every code path that loads a model. ``setdefault`` would let an inherited
+    ``HF_HUB_OFFLINE=0`` through, so we overwrite: we never want a hub lookup.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto``/None picks CUDA when present, else CPU; an explicit CUDA request without CUDA is an error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {device!r} requested but CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise InvalidInputError(f"unsupported device {device!r}: use auto, cpu or cuda")
+    return dev

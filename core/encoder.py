@@ -1,0 +1,196 @@
+"""The sentence encoder every part of semsearch shares.
+
+A transformer followed by pooling (and optionally L2 normalisation), loaded from and saved to
+the sentence-transformers folder layout. ``encode`` does smart batching: it tokenises once,
+sorts by token length, pads each batch only to its own longest member, and restores the
+input order before returning float32 numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.device import offline_mode, resolve_device
+from core.errors import InvalidInputError, ModelFormatError
+from core.model_folder import fingerprint, read_spec, weight_files, write_st_layout
+from core.pooling import Features, Normalize, Pooling
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Encoded:
+    """Embeddings plus what the caller needs to report: truncation and token counts."""
+
+    embeddings: np.ndarray  # (n, dim) float32
+    truncated: np.ndarray  # (n,) bool: the text was cut at max_seq_length
+    token_counts: np.ndarray  # (n,) int: tokens fed to the model, special tokens included
+
+
+class Transformer(nn.Module):
+    """Runs the transformer and puts ``token_embeddings`` into the features dict."""
+
+    def __init__(self, model: nn.Module, use_token_type_ids: bool) -> None:
+        super().__init__()
+        self.auto_model = model
+        self.use_token_type_ids = use_token_type_ids
+
+    def forward(self, features: Features) -> Features:
+        inputs = {"input_ids": features["input_ids"], "attention_mask": features["attention_mask"]}
+        if self.use_token_type_ids and "token_type_ids" in features:
+            inputs["token_type_ids"] = features["token_type_ids"]
+        out = self.auto_model(**inputs, return_dict=True)
+        features["token_embeddings"] = out.last_hidden_state
+        return features
+
+
+class Encoder:
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        pooling: Pooling,
+        normalize: bool,
+        max_seq_length: int,
+        do_lower_case: bool = False,
+        device: str | torch.device | None = "auto",
+        model_fingerprint: str | None = None,
+        source: Path | None = None,
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        self.device = resolve_device(device)
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.normalize = normalize
+        self.max_seq_length = int(max_seq_length)
+        self.do_lower_case = do_lower_case
+        self.fingerprint = model_fingerprint
+        self.source = source
+        use_tt = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
+        modules: list[nn.Module] = [Transformer(model, use_tt), pooling]
+        if normalize:
+            modules.append(Normalize())
+        self.net = nn.Sequential(*modules).to(self.device).eval()
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise ModelFormatError(f"{source}: a fast (tokenizers) tokenizer is required")
+        # A private copy: tokenizer.json files often carry their own truncation/padding
+        # (all-MiniLM-L6-v2's says 128), and we want ours without mutating the caller's object.
+        self._tok = Tokenizer.from_str(backend.to_str())
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length=self.max_seq_length)
+        self._pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = "auto") -> Encoder:
+        """Load a sentence-transformers or plain transformers folder, offline, safetensors only."""
+        offline_mode()
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        spec = read_spec(path)
+        weight_files(spec.transformer_dir)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(spec.transformer_dir), local_files_only=True)
+            model = AutoModel.from_pretrained(
+                str(spec.transformer_dir), local_files_only=True, use_safetensors=True
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelFormatError(f"{spec.transformer_dir}: cannot load transformer ({exc})") from exc
+        hidden = int(model.config.hidden_size)
+        pooling = spec.pooling or Pooling(hidden, ("mean",))
+        if pooling.dim != hidden:
+            raise ModelFormatError(
+                f"{spec.root}: pooling dimension {pooling.dim} does not match hidden size {hidden}"
+            )
+        limit = int(getattr(model.config, "max_position_embeddings", 512))
+        tok_max = int(getattr(tokenizer, "model_max_length", limit) or limit)
+        max_len = min(spec.max_seq_length or min(tok_max, limit), limit)
+        fp = fingerprint(spec.transformer_dir, pooling.config(), spec.normalize)
+        enc = cls(model, tokenizer, pooling, spec.normalize, max_len, spec.do_lower_case, device, fp, spec.root)
+        log.info(
+            "loaded %s (%s layout, dim %d, max_seq_length %d, normalize %s) on %s",
+            spec.root, spec.layout, enc.dim, max_len, spec.normalize, enc.device,
+        )
+        return enc
+
+    def save(self, path: str | Path) -> None:
+        """Save in sentence-transformers layout (safetensors weights)."""
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        transformer = self.net[0]
+        assert isinstance(transformer, Transformer)
+        transformer.auto_model.save_pretrained(str(root))
+        self.tokenizer.save_pretrained(str(root))
+        write_st_layout(root, self.pooling, self.normalize, self.max_seq_length, self.do_lower_case)
+        self.fingerprint = fingerprint(root, self.pooling.config(), self.normalize)
+        self.source = root
+
+    # ---------------------------------------------------------------- encoding
+    @property
+    def dim(self) -> int:
+        return self.pooling.output_dim
+
+    def tokenize(self, texts: Sequence[str]) -> list[Any]:
+        """Token encodings (truncated at ``max_seq_length``), one per text, unpadded."""
+        if isinstance(texts, str):
+            raise InvalidInputError("texts must be a list of strings, not a single string")
+        batch = [t.lower() for t in texts] if self.do_lower_case else list(texts)
+        return list(self._tok.encode_batch(batch))
+
+    def collate(self, encodings: Sequence[Any]) -> Features:
+        """Pad a batch to its own longest member and move it to the device."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+            types[row, :n] = enc.type_ids
+        return {
+            "input_ids": torch.from_numpy(ids).to(self.device),
+            "attention_mask": torch.from_numpy(mask).to(self.device),
+            "token_type_ids": torch.from_numpy(types).to(self.device),
+        }
+
+    def forward(self, features: Features) -> Features:
+        out: Features = self.net(features)
+        return out
+
+    def batches(self, encodings: Sequence[Any], batch_size: int) -> Iterator[np.ndarray]:
+        """Index arrays of length-sorted batches (longest first, so memory peaks early)."""
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(-lengths, kind="stable")
+        for start in range(0, len(order), batch_size):
+            yield order[start : start + batch_size]
+
+    def encode_detailed(self, texts: Sequence[str], batch_size: int = 32) -> Encoded:
+        if batch_size < 1:
+            raise InvalidInputError("batch_size must be >= 1")
+        encodings = self.tokenize(texts)
+        n = len(encodings)
+        out = np.empty((n, self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for idx in self.batches(encodings, batch_size):
+                feats = self.forward(self.collate([encodings[i] for i in idx]))
+                out[idx] = feats["sentence_embedding"].float().cpu().numpy()
+        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=n)
+        counts = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
+        return Encoded(out, truncated, counts)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Embed ``texts`` in input order: float32 array of shape (len(texts), dim)."""
+        return self.encode_detailed(texts, batch_size).embeddings

@@ -1,0 +1,80 @@
+"""Domain errors shared by every app.
+
+Each error carries a stable machine-readable ``code``; the service maps the classes to HTTP
+status codes in one place (``service/errors.py``) and the CLI prints ``message`` to stderr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SemsearchError(Exception):
+    """Base of every error we raise on purpose."""
+
+    code = "semsearch_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInputError(SemsearchError):
+    """The caller sent something we cannot use (empty text, k out of range, ...)."""
+
+    code = "invalid_input"
+
+
+class PayloadTooLargeError(SemsearchError):
+    code = "payload_too_large"
+
+
+class NotFoundError(SemsearchError):
+    code = "not_found"
+
+
+class NotReadyError(SemsearchError):
+    """The model or the index is not loaded yet (or is being swapped)."""
+
+    code = "not_ready"
+
+
+class OverloadedError(SemsearchError):
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ModelNotFoundError(SemsearchError):
+    code = "model_not_found"
+
+
+class ModelFormatError(SemsearchError):
+    code = "model_format"
+
+
+class DataError(SemsearchError):
+    """A bad row in an input file: the message always names the file and the line."""
+
+    code = "data_error"
+
+    def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {reason}")
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+
+
+class IndexFormatError(SemsearchError):
+    """An index folder is missing files, truncated or corrupt."""
+
+    code = "index_format"
+
+
+class IndexMismatchError(SemsearchError):
+    """The index was built with another model (fingerprint or dim differ)."""
+
+    code = "index_mismatch"

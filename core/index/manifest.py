@@ -1,0 +1,86 @@
+"""``manifest.json``: what an index folder holds and which model made it. Written last."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.errors import IndexFormatError, IndexMismatchError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Manifest:
+    model_fingerprint: str
+    dim: int
+    normalized: bool
+    count: int
+    max_seq_length: int
+    metric: str = "inner_product"
+    faiss_factory: str = "IDMap2,Flat"
+    index_type: str = "flat"
+    precision: str = "fp32"
+    generation: int = 1
+    created_at: str = field(default_factory=utc_now)
+    model_dir: str | None = None
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"bytes", "sha256"}
+    search_params: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def write(self, folder: Path) -> None:
+        """Write via a temporary file, fsync, rename: a reader never sees half a manifest."""
+        tmp = folder / f".{MANIFEST}.tmp"
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(dataclasses.asdict(self), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / MANIFEST)
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST
+        if not path.exists():
+            raise IndexFormatError(f"{folder}: no {MANIFEST}; not a published index folder")
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IndexFormatError(f"{path}: invalid JSON ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise IndexFormatError(f"{path}: expected a JSON object")
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{path}: format_version {raw.get('format_version')!r} is not supported "
+                f"(this build reads {FORMAT_VERSION})"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(n for n in ("model_fingerprint", "dim", "normalized", "count", "max_seq_length")
+                         if n not in raw)
+        if missing:
+            raise IndexFormatError(f"{path}: missing field(s) {', '.join(missing)}")
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+    def check_model(self, model_fingerprint: str | None, dim: int, folder: Path) -> None:
+        """Refuse to pair this index with a different model: its vectors would be meaningless."""
+        if dim != self.dim:
+            raise IndexMismatchError(
+                f"{folder}: index dim is {self.dim} but the model produces {dim}-d vectors; "
+                "rebuild the index with this model or serve it with the model that built it"
+            )
+        if model_fingerprint is not None and model_fingerprint != self.model_fingerprint:
+            raise IndexMismatchError(
+                f"{folder}: index was built by model {self.model_fingerprint[:12]} "
+                f"({self.model_dir}) but the loaded model is {model_fingerprint[:12]}; "
+                "rebuild the index or pass the matching --model"
+            )

@@ -1,0 +1,74 @@
+"""Atomic publish of an index folder.
+
+A build writes into a hidden staging folder beside the output, fsyncs it, and then swaps it
+into place. When the output already exists we use ``renameat2(RENAME_EXCHANGE)`` so the path
+always holds a complete index (old or new) with no instant where it is missing; where the
+kernel or libc lacks it we fall back to two renames.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def staging_dir(output: Path) -> Path:
+    output = output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    path = output.parent / f".{output.name}.staging-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    return path
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fsync_path(path)
+    fsync_path(folder)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        return False
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def publish(staging: Path, output: Path) -> None:
+    """Make ``staging`` visible at ``output`` in one step; the previous content is removed."""
+    output = output.resolve()
+    fsync_tree(staging)
+    if output.exists():
+        if _exchange(staging, output):
+            # ``staging`` now holds the previous index.
+            fsync_path(output.parent)
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(output, old)
+        os.rename(staging, output)
+        fsync_path(output.parent)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.rename(staging, output)
+    fsync_path(output.parent)

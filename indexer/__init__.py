@@ -1,0 +1,1 @@
+"""The batch indexing job: corpus -> embeddings -> a published index folder."""

@@ -1,0 +1,145 @@
+"""Streaming corpus readers: JSONL (``{"id", "text", "metadata"}``), CSV and TSV (``id,text`` columns).
+
+Rows are yielded one at a time with their line number so that memory stays flat and every
+error can name the file and the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import DataError
+from core.index.doc_store import Document
+
+FORMATS = ("jsonl", "csv", "tsv")
+_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+
+
+@dataclass
+class CorpusRow:
+    line: int
+    doc: Document
+
+
+def detect_format(path: Path, fmt: str | None = None) -> str:
+    if fmt and fmt != "auto":
+        if fmt not in FORMATS:
+            raise DataError(path, None, f"unknown corpus format {fmt!r}; use one of {', '.join(FORMATS)}")
+        return fmt
+    suffixes = [s.lower() for s in path.suffixes]
+    for suffix in reversed(suffixes):
+        if suffix in _EXTENSIONS:
+            return _EXTENSIONS[suffix]
+    raise DataError(path, None, "cannot tell the corpus format from the extension; use .jsonl, .csv or .tsv")
+
+
+def _doc_from(obj: Any, path: Path, line: int) -> Document:
+    if not isinstance(obj, dict):
+        raise DataError(path, line, f"expected a JSON object, got {type(obj).__name__}")
+    doc_id = obj.get("id")
+    if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
+        raise DataError(path, line, "missing or invalid 'id' (a non-empty string or an integer)")
+    doc_id = str(doc_id)
+    if not doc_id.strip():
+        raise DataError(path, line, "'id' is empty")
+    text = obj.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(path, line, f"document {doc_id!r}: missing or empty 'text'")
+    metadata = obj.get("metadata", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise DataError(path, line, f"document {doc_id!r}: 'metadata' must be a JSON object")
+    return Document(doc_id, text, metadata)
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open("r", encoding="utf-8-sig") as fh:
+        line_no = 0
+        while True:
+            try:
+                raw = fh.readline()
+            except UnicodeDecodeError as exc:
+                raise DataError(path, line_no + 1, f"not valid UTF-8 ({exc.reason})") from exc
+            if not raw:
+                return
+            line_no += 1
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                obj = DataError(path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})")
+            yield line_no, obj
+
+
+def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, Any]]:
+    csv.field_size_limit(sys.maxsize)
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DataError(path, 1, f"unreadable header ({exc})") from exc
+        cols = [c.strip() for c in header]
+        if "id" not in cols or "text" not in cols:
+            raise DataError(path, 1, f"header must have 'id' and 'text' columns, got {cols}")
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except (UnicodeDecodeError, csv.Error) as exc:
+                raise DataError(path, start, f"unreadable row ({exc})") from exc
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(cols):
+                yield start, DataError(path, start, f"expected {len(cols)} fields, got {len(row)}")
+                continue
+            record = dict(zip(cols, row, strict=True))
+            meta = {k: v for k, v in record.items() if k not in ("id", "text")}
+            yield start, {"id": record["id"], "text": record["text"], "metadata": meta}
+
+
+def read_corpus(
+    path: str | Path, fmt: str | None = None, skip_bad_lines: bool = False, skipped: list[DataError] | None = None
+) -> Iterator[CorpusRow]:
+    """Yield documents in file order. Bad rows raise :class:`DataError` unless ``skip_bad_lines``;
+    skipped rows are appended to ``skipped`` so the caller can count and report them. The row
+    readers yield a row's error in place of the row, so that skipping can go on past it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "corpus file not found")
+    kind = detect_format(path, fmt)
+    rows = _read_jsonl(path) if kind == "jsonl" else _read_delimited(path, "," if kind == "csv" else "\t")
+    while True:
+        try:
+            item = next(rows, None)
+        except DataError as err:
+            # A decode error ends the stream: the reader cannot resynchronise after it.
+            if not skip_bad_lines:
+                raise
+            if skipped is not None:
+                skipped.append(err)
+            return
+        if item is None:
+            return
+        line, obj = item
+        try:
+            if isinstance(obj, DataError):
+                raise obj
+            yield CorpusRow(line, _doc_from(obj, path, line))
+        except DataError as err:
+            if not skip_bad_lines:
+                raise
+            if skipped is not None:
+                skipped.append(err)

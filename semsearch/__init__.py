@@ -1,0 +1,1 @@
+"""The ``semsearch`` command: one console script that dispatches to the apps."""

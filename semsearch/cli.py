@@ -1,0 +1,178 @@
+"""``semsearch``: one command with subcommands. App modules are imported lazily, per subcommand,
+so ``semsearch --help`` is instant and a subcommand pays only for what it uses."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.errors import DataError, SemsearchError
+
+EXIT_DATA = 2
+EXIT_ERROR = 1
+
+
+def _add_build(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("build", help="embed a corpus into a new index folder (published atomically)")
+    p.add_argument("--model", help="model folder (default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--corpus", required=True, help="JSONL ({id, text, metadata}) or CSV/TSV with id,text columns")
+    p.add_argument("--output", required=True, help="index folder to create or replace")
+    p.add_argument("--format", dest="corpus_format", default="auto", choices=["auto", "jsonl", "csv", "tsv"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--chunk-size", type=int, default=4096, help="documents embedded and written per step")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--skip-bad-lines", action="store_true", help="skip (and count) bad corpus rows instead of stopping")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_build)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from core.defaults import default_model_dir
+    from indexer.build import BuildConfig, build_index
+
+    cfg = BuildConfig(
+        model=args.model or str(default_model_dir()),
+        corpus=args.corpus,
+        output=args.output,
+        corpus_format=args.corpus_format,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        device=args.device,
+        skip_bad_lines=args.skip_bad_lines,
+        progress=not args.no_progress,
+    )
+    report = build_index(cfg)
+    for err in report.skipped[:20]:
+        print(f"skipped {err.message}", file=sys.stderr)
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} bad line(s)", file=sys.stderr)
+    print(
+        f"indexed {report.documents} documents in {report.seconds:.1f} s "
+        f"({report.docs_per_s:.1f} docs/s) -> {Path(cfg.output).resolve()} "
+        f"(generation {report.manifest.generation}, dim {report.manifest.dim})"
+    )
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run the HTTP search service (settings also from SEMSEARCH_* env)")
+    p.add_argument("--index", help="index folder (env SEMSEARCH_INDEX_DIR)")
+    p.add_argument("--model", help="model folder (default: the one that built the index, else the packaged MiniLM)")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_cmd_serve)
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> object:
+    from service.settings import Settings
+
+    overrides = {
+        "index_dir": getattr(args, "index", None),
+        "model_dir": getattr(args, "model", None),
+        "host": args.host,
+        "port": args.port,
+        "device": getattr(args, "device", None),
+        **extra,
+    }
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from service.server import serve
+    from service.settings import Settings
+
+    settings = _settings(args)
+    assert isinstance(settings, Settings)
+    serve(settings)
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("demo", help="index the bundled demo corpus (Python's own docs) once, then serve it")
+    p.add_argument("--cache-dir", default=os.environ.get("SEMSEARCH_CACHE_DIR", "~/.cache/semsearch"))
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--rebuild", action="store_true", help="rebuild the demo index even if cached")
+    p.add_argument("--build-only", action="store_true", help="build (or reuse) the index and exit")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import platform
+
+    from core.defaults import default_model_dir
+    from core.encoder import Encoder
+    from indexer.build import BuildConfig, build_index
+    from indexer.demo_corpus import write_demo_corpus
+    from service.server import serve
+    from service.settings import Settings
+
+    model_dir = default_model_dir()
+    encoder = Encoder.load(model_dir)
+    cache = Path(args.cache_dir).expanduser()
+    tag = f"py{platform.python_version()}-{(encoder.fingerprint or 'model')[:12]}"
+    index_dir = cache / f"demo-index-{tag}"
+    if args.rebuild or not (index_dir / "manifest.json").exists():
+        corpus = cache / f"demo-corpus-py{platform.python_version()}.jsonl"
+        n = write_demo_corpus(corpus)
+        print(f"demo corpus: {n} passages from this Python's documentation -> {corpus}", file=sys.stderr)
+        cfg = BuildConfig(model=str(model_dir), corpus=str(corpus), output=str(index_dir))
+        report = build_index(cfg, encoder)
+        print(
+            f"indexed {report.documents} documents in {report.seconds:.1f} s ({report.docs_per_s:.1f} docs/s)",
+            file=sys.stderr,
+        )
+    else:
+        print(f"using cached demo index {index_dir} (--rebuild to make it again)", file=sys.stderr)
+    if args.build_only:
+        print(index_dir)
+        return 0
+    settings = _settings(args, index_dir=index_dir, model_dir=model_dir)
+    assert isinstance(settings, Settings)
+    print(
+        f"try: curl -s {settings.host}:{settings.port}/search -H 'content-type: application/json' "
+        """-d '{"query":"how do I open a file for writing","k":5}'""",
+        file=sys.stderr,
+    )
+    serve(settings, encoder)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semsearch", description="Sentence-embedding semantic search")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    index = sub.add_parser("index", help="build and manage index folders")
+    index_sub = index.add_subparsers(dest="index_command", required=True)
+    _add_build(index_sub)
+    _add_serve(sub)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except DataError as exc:
+        print(f"semsearch: error: {exc.message}", file=sys.stderr)
+        return EXIT_DATA
+    except SemsearchError as exc:
+        print(f"semsearch: error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

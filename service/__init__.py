@@ -1,0 +1,1 @@
+"""The FastAPI search service. ``create_app(settings)`` builds it; nothing heavy runs at import."""

@@ -1,0 +1,87 @@
+"""The one place that maps errors to HTTP status codes and the one error shape:
+``{"error": {"code": str, "message": str}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import (
+    DataError,
+    IndexMismatchError,
+    InvalidInputError,
+    NotFoundError,
+    NotReadyError,
+    OverloadedError,
+    PayloadTooLargeError,
+    SemsearchError,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[SemsearchError], int] = {
+    InvalidInputError: 422,
+    DataError: 422,
+    PayloadTooLargeError: 413,
+    NotFoundError: 404,
+    OverloadedError: 429,
+    NotReadyError: 503,
+    IndexMismatchError: 503,
+}
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
+    422: "validation_error", 429: "overloaded", 503: "not_ready",
+}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def status_for(exc: SemsearchError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        msg = str(err.get("msg", "invalid"))
+        msg = msg.removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SemsearchError)
+    async def _domain(_: Request, exc: SemsearchError) -> JSONResponse:
+        status = status_for(exc)
+        headers = None
+        if isinstance(exc, OverloadedError):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+        if status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        return error_response(status, exc.code, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "validation_error", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Last resort: log the traceback server-side, never send it to the client.
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error; see the server log")
