@@ -118,10 +118,17 @@ class Encoder:
         tok_max = int(getattr(tokenizer, "model_max_length", limit) or limit)
         max_len = min(spec.max_seq_length or min(tok_max, limit), limit)
         fp = fingerprint(spec.transformer_dir, pooling.config(), spec.normalize)
-        enc = cls(model, tokenizer, pooling, spec.normalize, max_len, spec.do_lower_case, device, fp, spec.root)
+        enc = cls(
+            model, tokenizer, pooling, spec.normalize, max_len, spec.do_lower_case, device, fp, spec.root
+        )
         log.info(
             "loaded %s (%s layout, dim %d, max_seq_length %d, normalize %s) on %s",
-            spec.root, spec.layout, enc.dim, max_len, spec.normalize, enc.device,
+            spec.root,
+            spec.layout,
+            enc.dim,
+            max_len,
+            spec.normalize,
+            enc.device,
         )
         return enc
 
@@ -129,8 +136,7 @@ class Encoder:
         """Save in sentence-transformers layout (safetensors weights)."""
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
-        transformer = self.net[0]
-        assert isinstance(transformer, Transformer)
+        transformer: Any = self.net[0]
         transformer.auto_model.save_pretrained(str(root))
         self.tokenizer.save_pretrained(str(root))
         write_st_layout(root, self.pooling, self.normalize, self.max_seq_length, self.do_lower_case)

@@ -92,8 +92,14 @@ def weight_files(transformer_dir: Path) -> list[Path]:
     """The safetensors weight files; pickled checkpoints are refused, never loaded."""
     files = sorted(transformer_dir.glob("*.safetensors"))
     if not files:
-        pickled = [p.name for p in transformer_dir.glob("*.bin")] + [p.name for p in transformer_dir.glob("*.pt")]
-        hint = f" (found {', '.join(pickled)}: pickled weights are not loaded; convert to safetensors)" if pickled else ""
+        pickled = [p.name for p in transformer_dir.glob("*.bin")] + [
+            p.name for p in transformer_dir.glob("*.pt")
+        ]
+        hint = (
+            f" (found {', '.join(pickled)}: pickled weights are not loaded; convert to safetensors)"
+            if pickled
+            else ""
+        )
         raise ModelFormatError(f"{transformer_dir}: no .safetensors weights{hint}")
     return files
 

@@ -55,7 +55,9 @@ def _check_duplicates(chunk: list[CorpusRow], writer: IndexWriter, corpus: str) 
     seen: dict[str, int] = {}
     for row in chunk:
         if row.doc.id in seen:
-            raise DataError(corpus, row.line, f"duplicate id {row.doc.id!r} (first seen on line {seen[row.doc.id]})")
+            raise DataError(
+                corpus, row.line, f"duplicate id {row.doc.id!r} (first seen on line {seen[row.doc.id]})"
+            )
         seen[row.doc.id] = row.line
     clash = writer.store.existing(list(seen))
     if clash:

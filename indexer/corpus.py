@@ -111,7 +111,10 @@ def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, Any]]:
 
 
 def read_corpus(
-    path: str | Path, fmt: str | None = None, skip_bad_lines: bool = False, skipped: list[DataError] | None = None
+    path: str | Path,
+    fmt: str | None = None,
+    skip_bad_lines: bool = False,
+    skipped: list[DataError] | None = None,
 ) -> Iterator[CorpusRow]:
     """Yield documents in file order. Bad rows raise :class:`DataError` unless ``skip_bad_lines``;
     skipped rows are appended to ``skipped`` so the caller can count and report them. The row

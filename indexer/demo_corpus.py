@@ -25,9 +25,22 @@ from typing import Any
 MAX_WORDS = 120
 MIN_CHARS = 60
 _SKIP_PARTS = {
-    "test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "pydoc_data",
-    "site-packages", "dist-packages", "__pycache__", "config-3.11-x86_64-linux-gnu", "venv",
-    "__phello__", "antigravity", "this",
+    "test",
+    "tests",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "pydoc_data",
+    "site-packages",
+    "dist-packages",
+    "__pycache__",
+    "config-3.11-x86_64-linux-gnu",
+    "venv",
+    "__phello__",
+    "antigravity",
+    "this",
 }
 
 
@@ -76,13 +89,15 @@ def _builtins() -> Iterator[dict[str, Any]]:
         doc = inspect.getdoc(obj)
         if not doc or (inspect.isclass(obj) and issubclass(obj, BaseException) and len(doc) < MIN_CHARS):
             continue
-        yield from _docs(f"builtins.{name}", f"builtins.{name}", doc, {"source": "builtins", "module": "builtins"})
+        yield from _docs(
+            f"builtins.{name}", f"builtins.{name}", doc, {"source": "builtins", "module": "builtins"}
+        )
 
 
 def _module_name(path: Path, stdlib: Path) -> str | None:
     rel = path.relative_to(stdlib).with_suffix("")
     parts = list(rel.parts)
-    if any(p in _SKIP_PARTS or p.startswith("_") and p != "__init__" for p in parts):
+    if any(p in _SKIP_PARTS or (p.startswith("_") and p != "__init__") for p in parts):
         return None
     if parts[-1] == "__init__":
         parts = parts[:-1]
@@ -92,7 +107,9 @@ def _module_name(path: Path, stdlib: Path) -> str | None:
 def _stdlib_sources(stdlib: Path) -> Iterator[tuple[str, Path]]:
     # Top-level modules and packages, plus one level of submodules (e.g. os.path is posixpath,
     # json.decoder, concurrent.futures): deeper trees are mostly internals.
-    for path in sorted(stdlib.glob("*.py")) + sorted(stdlib.glob("*/*.py")) + sorted(stdlib.glob("*/*/__init__.py")):
+    for path in (
+        sorted(stdlib.glob("*.py")) + sorted(stdlib.glob("*/*.py")) + sorted(stdlib.glob("*/*/__init__.py"))
+    ):
         name = _module_name(path, stdlib)
         if name:
             yield name, path

@@ -9,23 +9,32 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import DataError, SemsearchError
+
+if TYPE_CHECKING:
+    from indexer.build import BuildReport
+    from service.settings import Settings
 
 EXIT_DATA = 2
 EXIT_ERROR = 1
 
 
-def _add_build(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("build", help="embed a corpus into a new index folder (published atomically)")
     p.add_argument("--model", help="model folder (default: the packaged all-MiniLM-L6-v2)")
-    p.add_argument("--corpus", required=True, help="JSONL ({id, text, metadata}) or CSV/TSV with id,text columns")
+    p.add_argument(
+        "--corpus", required=True, help="JSONL ({id, text, metadata}) or CSV/TSV with id,text columns"
+    )
     p.add_argument("--output", required=True, help="index folder to create or replace")
     p.add_argument("--format", dest="corpus_format", default="auto", choices=["auto", "jsonl", "csv", "tsv"])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--chunk-size", type=int, default=4096, help="documents embedded and written per step")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--skip-bad-lines", action="store_true", help="skip (and count) bad corpus rows instead of stopping")
+    p.add_argument(
+        "--skip-bad-lines", action="store_true", help="skip (and count) bad corpus rows instead of stopping"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_build)
 
@@ -50,25 +59,31 @@ def _cmd_build(args: argparse.Namespace) -> int:
         print(f"skipped {err.message}", file=sys.stderr)
     if report.skipped:
         print(f"skipped {len(report.skipped)} bad line(s)", file=sys.stderr)
-    print(
-        f"indexed {report.documents} documents in {report.seconds:.1f} s "
-        f"({report.docs_per_s:.1f} docs/s) -> {Path(cfg.output).resolve()} "
-        f"(generation {report.manifest.generation}, dim {report.manifest.dim})"
-    )
+    print(_summary(report, cfg.output))
     return 0
 
 
-def _add_serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _summary(report: BuildReport, output: str | Path) -> str:
+    return (
+        f"indexed {report.documents} documents in {report.seconds:.1f} s "
+        f"({report.docs_per_s:.1f} docs/s) -> {Path(output).resolve()} "
+        f"(generation {report.manifest.generation}, dim {report.manifest.dim})"
+    )
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the HTTP search service (settings also from SEMSEARCH_* env)")
     p.add_argument("--index", help="index folder (env SEMSEARCH_INDEX_DIR)")
-    p.add_argument("--model", help="model folder (default: the one that built the index, else the packaged MiniLM)")
+    p.add_argument(
+        "--model", help="model folder (default: the one that built the index, else the packaged MiniLM)"
+    )
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_cmd_serve)
 
 
-def _settings(args: argparse.Namespace, **extra: object) -> object:
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
     from service.settings import Settings
 
     overrides = {
@@ -84,15 +99,12 @@ def _settings(args: argparse.Namespace, **extra: object) -> object:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from service.server import serve
-    from service.settings import Settings
 
-    settings = _settings(args)
-    assert isinstance(settings, Settings)
-    serve(settings)
+    serve(_settings(args))
     return 0
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="index the bundled demo corpus (Python's own docs) once, then serve it")
     p.add_argument("--cache-dir", default=os.environ.get("SEMSEARCH_CACHE_DIR", "~/.cache/semsearch"))
     p.add_argument("--host", default=None)
@@ -110,7 +122,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from indexer.build import BuildConfig, build_index
     from indexer.demo_corpus import write_demo_corpus
     from service.server import serve
-    from service.settings import Settings
 
     model_dir = default_model_dir()
     encoder = Encoder.load(model_dir)
@@ -123,17 +134,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"demo corpus: {n} passages from this Python's documentation -> {corpus}", file=sys.stderr)
         cfg = BuildConfig(model=str(model_dir), corpus=str(corpus), output=str(index_dir))
         report = build_index(cfg, encoder)
-        print(
-            f"indexed {report.documents} documents in {report.seconds:.1f} s ({report.docs_per_s:.1f} docs/s)",
-            file=sys.stderr,
-        )
+        print(_summary(report, index_dir), file=sys.stderr)
     else:
         print(f"using cached demo index {index_dir} (--rebuild to make it again)", file=sys.stderr)
     if args.build_only:
         print(index_dir)
         return 0
     settings = _settings(args, index_dir=index_dir, model_dir=model_dir)
-    assert isinstance(settings, Settings)
     print(
         f"try: curl -s {settings.host}:{settings.port}/search -H 'content-type: application/json' "
         """-d '{"query":"how do I open a file for writing","k":5}'""",

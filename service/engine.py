@@ -72,7 +72,9 @@ class SearchEngine:
     def check_texts(self, texts: Sequence[str], what: str = "texts") -> None:
         s = self.settings
         if len(texts) > s.max_texts_per_request:
-            raise PayloadTooLargeError(f"{len(texts)} {what} in one request; the limit is {s.max_texts_per_request}")
+            raise PayloadTooLargeError(
+                f"{len(texts)} {what} in one request; the limit is {s.max_texts_per_request}"
+            )
         for i, text in enumerate(texts):
             if len(text) > s.max_text_chars:
                 raise PayloadTooLargeError(

@@ -20,7 +20,9 @@ class BodyLimitMiddleware:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             response = error_response(
-                413, "payload_too_large", f"request body is {int(declared)} bytes; the limit is {self.max_bytes}"
+                413,
+                "payload_too_large",
+                f"request body is {int(declared)} bytes; the limit is {self.max_bytes}",
             )
             await response(scope, receive, send)
             return

@@ -24,8 +24,12 @@ def serve(settings: Settings, encoder: Encoder | None = None) -> None:
         engine = SearchEngine(encoder, IndexFolder.open(settings.index_dir), settings)
     log.info(
         "model %s (%s, dim %d) on %s; index %s (%d documents)",
-        engine.encoder.source, (engine.encoder.fingerprint or "")[:12], engine.encoder.dim,
-        engine.encoder.device, engine.index.path, engine.index.count,
+        engine.encoder.source,
+        (engine.encoder.fingerprint or "")[:12],
+        engine.encoder.dim,
+        engine.encoder.device,
+        engine.index.path,
+        engine.index.count,
     )
     app = create_app(settings, engine)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)

@@ -65,8 +65,9 @@ class Manifest:
                 f"(this build reads {FORMAT_VERSION})"
             )
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in ("model_fingerprint", "dim", "normalized", "count", "max_seq_length")
-                         if n not in raw)
+        missing = sorted(
+            n for n in ("model_fingerprint", "dim", "normalized", "count", "max_seq_length") if n not in raw
+        )
         if missing:
             raise IndexFormatError(f"{path}: missing field(s) {', '.join(missing)}")
         return cls(**{k: v for k, v in raw.items() if k in names})

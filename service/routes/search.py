@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from service.deps import EngineDep
 from service.schemas import HitOut, SearchRequest, SearchResponse
 
 router = APIRouter(tags=["search"])
-_ERRORS = {413: {"description": "query too long"}, 422: {"description": "invalid request"},
-           503: {"description": "not ready"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "query too long"},
+    422: {"description": "invalid request"},
+    503: {"description": "not ready"},
+}
 
 
 @router.post("/search", response_model=SearchResponse, summary="Semantic search", responses=_ERRORS)
