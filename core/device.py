@@ -30,3 +30,22 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise InvalidInputError(f"unsupported device {device!r}: use auto, cpu or cuda")
     return dev
+
+
+def cpu_flags() -> set[str]:
+    """CPU feature flags from /proc/cpuinfo (empty where it does not exist)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Native bf16 arithmetic: avx512_bf16 / AMX on CPU, compute capability >= 8 on CUDA."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})

@@ -150,6 +150,82 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    train = sub.add_parser("train", help="train models")
+    train_sub = train.add_subparsers(dest="train_command", required=True)
+    p = train_sub.add_parser("bi-encoder", help="siamese SBERT fine-tuning (softmax / cosine / mnrl objectives)")
+    p.add_argument("--model", help="starting model folder (default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--train", required=True, nargs="+", help="training pair file(s)")
+    p.add_argument("--dev", help="dev pair file: scored pairs give Spearman, labelled pairs NLI accuracy")
+    p.add_argument("--output", required=True, help="output model folder")
+    p.add_argument("--format", dest="train_format", default="auto",
+                   choices=["auto", "pairs", "stsb", "sick", "snli", "lcqmc"], help="format of the --train files")
+    p.add_argument("--dev-format", default="auto", choices=["auto", "pairs", "stsb", "sick", "snli", "lcqmc"])
+    p.add_argument("--split", help="SICK split of the training files: TRAIN, TRIAL or TEST")
+    p.add_argument("--dev-split", help="SICK split of the dev file")
+    p.add_argument("--objective", default="softmax", choices=["softmax", "cosine", "mnrl"])
+    p.add_argument("--focal-gamma", type=float, default=0.0, help="focal loss gamma for softmax (0: plain CE)")
+    p.add_argument("--use-product", action="store_true", help="add u*v to the classifier input")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--max-seq-length", type=int, help="truncate sentences here (default: the model's)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--eval-steps", type=int, default=0, help="evaluate every N steps (0: at epoch ends)")
+    p.add_argument("--checkpoint-steps", type=int, default=500)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N optimiser steps (0: all)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
+    p.add_argument("--skip-bad-lines", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_train_bi)
+
+
+def _cmd_train_bi(args: argparse.Namespace) -> int:
+    from core.defaults import default_model_dir
+    from training.bi_encoder import BiEncoderConfig, train_bi_encoder
+
+    values = {k: v for k, v in vars(args).items() if k in BiEncoderConfig.__dataclass_fields__}
+    values["model"] = args.model or str(default_model_dir())
+    values["progress"] = not args.no_progress
+    summary = train_bi_encoder(BiEncoderConfig(**values))
+    best = f", best dev {summary['best']:.2f}" if summary["best"] is not None else ""
+    print(
+        f"trained {summary['steps']} steps on {summary['train_pairs']} pairs "
+        f"({summary['examples_per_s']:.1f} examples/s, {summary['precision']}){best} -> {summary['output']}"
+    )
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ev = sub.add_parser("eval", help="evaluate models")
+    ev_sub = ev.add_subparsers(dest="eval_command", required=True)
+    p = ev_sub.add_parser("sts", help="Spearman/Pearson (x100) of cosine vs gold scores")
+    p.add_argument("--model", help="model folder (default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--data", required=True, help="scored pair file")
+    p.add_argument("--format", default="auto", choices=["auto", "stsb", "sick", "pairs"])
+    p.add_argument("--split", help="SICK split: TRAIN, TRIAL or TEST")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_cmd_eval_sts)
+
+
+def _cmd_eval_sts(args: argparse.Namespace) -> int:
+    from core.defaults import default_model_dir
+    from training.evaluate import eval_sts_file
+
+    model = args.model or str(default_model_dir())
+    r = eval_sts_file(model, args.data, args.format, args.split, args.batch_size, args.device)
+    print(f"spearman {r.spearman:.2f}  pearson {r.pearson:.2f}  pairs {r.pairs}  "
+          f"encode {r.sentences_per_s:.0f} sentences/s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="semsearch", description="Sentence-embedding semantic search")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -159,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build(index_sub)
     _add_serve(sub)
     _add_demo(sub)
+    _add_train(sub)
+    _add_eval(sub)
     return parser
 
 
