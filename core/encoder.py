@@ -145,7 +145,8 @@ class Encoder:
 
     def set_max_seq_length(self, max_seq_length: int) -> None:
         """Change where tokenisation truncates (bounded by the model's position embeddings)."""
-        limit = int(getattr(self.net[0].auto_model.config, "max_position_embeddings", max_seq_length))
+        transformer: Any = self.net[0]
+        limit = int(getattr(transformer.auto_model.config, "max_position_embeddings", max_seq_length))
         if not 1 <= max_seq_length <= limit:
             raise InvalidInputError(f"max_seq_length must be between 1 and {limit}, got {max_seq_length}")
         self.max_seq_length = max_seq_length

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from core.errors import ModelFormatError, ModelNotFoundError
 from core.pooling import Pooling
 
@@ -54,8 +56,8 @@ def read_spec(root: str | Path) -> ModelSpec:
         return ModelSpec(root, root, None, False, None, False, "transformers")
 
     modules = _read_json(modules_path)
-    if not isinstance(modules, list):
-        raise ModelFormatError(f"{modules_path}: expected a list of modules")
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ModelFormatError(f"{modules_path}: expected a list of module objects")
     transformer_dir: Path | None = None
     pooling: Pooling | None = None
     normalize = False
@@ -105,11 +107,26 @@ def weight_files(transformer_dir: Path) -> list[Path]:
 
 
 def fingerprint(transformer_dir: Path, pooling_config: dict[str, Any], normalize: bool) -> str:
-    """sha256 over the weight bytes plus the pooling config: same vectors iff same fingerprint."""
+    """sha256 over the weight tensors plus the pooling config: same vectors iff same fingerprint.
+
+    Hashes tensor names, dtypes, shapes and values rather than file bytes, so re-saving an
+    unchanged model (other metadata, tensor order or sharding) keeps its fingerprint. Buffers
+    that are not weights (``position_ids``, which some savers drop) are left out."""
+    from safetensors import safe_open
+
     digest = hashlib.sha256()
+    tensors: dict[str, tuple[Path, str]] = {}
     for path in weight_files(transformer_dir):
-        with path.open("rb") as fh:
-            digest.update(hashlib.file_digest(fh, "sha256").digest())
+        with safe_open(str(path), framework="pt") as fh:
+            for key in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
+                if not key.endswith("position_ids"):
+                    tensors[key] = (path, key)
+    handles = {p: safe_open(str(p), framework="pt") for p, _ in tensors.values()}
+    for name in sorted(tensors):
+        path, key = tensors[name]
+        t = handles[path].get_tensor(key).contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     digest.update(json.dumps({"pooling": pooling_config, "normalize": normalize}, sort_keys=True).encode())
     return digest.hexdigest()
 

@@ -25,6 +25,7 @@ _CONFIG_KEYS = {
     "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens",
 }
 _UNSUPPORTED_KEYS = ("pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
+_ST6_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len"}
 
 Features = dict[str, torch.Tensor]
 
@@ -82,13 +83,26 @@ class Pooling(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], source: str) -> Pooling:
-        for key in _UNSUPPORTED_KEYS:
-            if cfg.get(key):
-                raise ModelFormatError(f"{source}: pooling mode {key} is not supported")
-        if "word_embedding_dimension" not in cfg:
-            raise ModelFormatError(f"{source}: missing word_embedding_dimension")
-        modes = tuple(mode for mode, key in _CONFIG_KEYS.items() if cfg.get(key))
-        return cls(int(cfg["word_embedding_dimension"]), modes)
+        """Read either layout: sentence-transformers < 6 (``word_embedding_dimension`` plus
+        ``pooling_mode_*_tokens`` booleans) or >= 6 (``embedding_dimension``, ``pooling_mode``)."""
+        dim = cfg.get("embedding_dimension", cfg.get("word_embedding_dimension"))
+        if dim is None:
+            raise ModelFormatError(f"{source}: missing embedding_dimension / word_embedding_dimension")
+        if "pooling_mode" in cfg:
+            raw = cfg["pooling_mode"]
+            names = [raw] if isinstance(raw, str) else list(raw)
+            modes = tuple(_ST6_NAMES.get(n, n) for n in names)
+            bad = [n for n in modes if n not in MODES]
+            if bad:
+                raise ModelFormatError(
+                    f"{source}: pooling mode(s) {bad} are not supported (supported: {list(MODES)})"
+                )
+        else:
+            for key in _UNSUPPORTED_KEYS:
+                if cfg.get(key):
+                    raise ModelFormatError(f"{source}: pooling mode {key} is not supported")
+            modes = tuple(mode for mode, key in _CONFIG_KEYS.items() if cfg.get(key))
+        return cls(int(dim), modes)
 
     @classmethod
     def load(cls, folder: Path) -> Pooling:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from core.corpus import CorpusRow, read_corpus
 from core.encoder import Encoder
 from core.errors import DataError
 from core.index.doc_store import Document
 from core.index.folder import IndexWriter
 from core.index.manifest import Manifest
-from indexer.corpus import CorpusRow, read_corpus
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "build_config.json"

@@ -153,18 +153,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = sub.add_parser("train", help="train models")
     train_sub = train.add_subparsers(dest="train_command", required=True)
-    p = train_sub.add_parser("bi-encoder", help="siamese SBERT fine-tuning (softmax / cosine / mnrl objectives)")
+    p = train_sub.add_parser(
+        "bi-encoder", help="siamese SBERT fine-tuning (softmax / cosine / mnrl objectives)"
+    )
     p.add_argument("--model", help="starting model folder (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--train", required=True, nargs="+", help="training pair file(s)")
     p.add_argument("--dev", help="dev pair file: scored pairs give Spearman, labelled pairs NLI accuracy")
     p.add_argument("--output", required=True, help="output model folder")
-    p.add_argument("--format", dest="train_format", default="auto",
-                   choices=["auto", "pairs", "stsb", "sick", "snli", "lcqmc"], help="format of the --train files")
+    p.add_argument(
+        "--format",
+        dest="train_format",
+        default="auto",
+        choices=["auto", "pairs", "stsb", "sick", "snli", "lcqmc"],
+        help="format of the --train files",
+    )
     p.add_argument("--dev-format", default="auto", choices=["auto", "pairs", "stsb", "sick", "snli", "lcqmc"])
     p.add_argument("--split", help="SICK split of the training files: TRAIN, TRIAL or TEST")
     p.add_argument("--dev-split", help="SICK split of the dev file")
     p.add_argument("--objective", default="softmax", choices=["softmax", "cosine", "mnrl"])
-    p.add_argument("--focal-gamma", type=float, default=0.0, help="focal loss gamma for softmax (0: plain CE)")
+    p.add_argument(
+        "--focal-gamma", type=float, default=0.0, help="focal loss gamma for softmax (0: plain CE)"
+    )
     p.add_argument("--use-product", action="store_true", help="add u*v to the classifier input")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=16)
@@ -184,6 +193,7 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--skip-bad-lines", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train_bi)
+    _add_mlm(train_sub)
 
 
 def _cmd_train_bi(args: argparse.Namespace) -> int:
@@ -199,6 +209,40 @@ def _cmd_train_bi(args: argparse.Namespace) -> int:
         f"trained {summary['steps']} steps on {summary['train_pairs']} pairs "
         f"({summary['examples_per_s']:.1f} examples/s, {summary['precision']}){best} -> {summary['output']}"
     )
+    return 0
+
+
+def _add_mlm(train_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = train_sub.add_parser("mlm", help="masked-LM domain adaptation on your own corpus")
+    p.add_argument("--model", help="BERT-family model folder (default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--corpus", required=True, help=".txt (one passage per line), JSONL, CSV or TSV corpus")
+    p.add_argument("--output", required=True)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--mask-prob", type=float, default=0.15)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--checkpoint-steps", type=int, default=500)
+    p.add_argument("--max-steps", type=int, default=0)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--skip-bad-lines", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_train_mlm)
+
+
+def _cmd_train_mlm(args: argparse.Namespace) -> int:
+    from core.defaults import default_model_dir
+    from training.mlm import MlmConfig, train_mlm
+
+    values = {k: v for k, v in vars(args).items() if k in MlmConfig.__dataclass_fields__}
+    values["model"] = args.model or str(default_model_dir())
+    values["progress"] = not args.no_progress
+    summary = train_mlm(MlmConfig(**values))
+    print(f"trained {summary['steps']} MLM steps on {summary['texts']} texts -> {summary['output']}")
     return 0
 
 
@@ -221,8 +265,10 @@ def _cmd_eval_sts(args: argparse.Namespace) -> int:
 
     model = args.model or str(default_model_dir())
     r = eval_sts_file(model, args.data, args.format, args.split, args.batch_size, args.device)
-    print(f"spearman {r.spearman:.2f}  pearson {r.pearson:.2f}  pairs {r.pairs}  "
-          f"encode {r.sentences_per_s:.0f} sentences/s")
+    print(
+        f"spearman {r.spearman:.2f}  pearson {r.pearson:.2f}  pairs {r.pairs}  "
+        f"encode {r.sentences_per_s:.0f} sentences/s"
+    )
     return 0
 
 

@@ -23,6 +23,7 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DEFAULT_K = 10
 
 
 @dataclass
@@ -90,8 +91,9 @@ class SearchEngine:
         self.check_texts(texts)
         return self.encoder.encode_detailed(texts, batch_size=self.settings.encode_batch_size)
 
-    def search(self, query: str, k: int) -> SearchResult:
+    def search(self, query: str, k: int | None = None) -> SearchResult:
         started = time.perf_counter()
+        k = min(DEFAULT_K, self.settings.max_k) if k is None else k
         self.check_k(k)
         self.check_texts([query], "query")
         encoded = self.encoder.encode_detailed([query])

@@ -65,7 +65,9 @@ def _validation_message(exc: RequestValidationError) -> str:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         if err.get("type") == "json_invalid":
             detail = (err.get("ctx") or {}).get("error", "")
-            parts.append(f"request body is not valid JSON ({detail})" if detail else "request body is not valid JSON")
+            parts.append(
+                f"request body is not valid JSON ({detail})" if detail else "request body is not valid JSON"
+            )
             continue
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}")

@@ -21,7 +21,12 @@ def _not_blank(value: str, what: str) -> str:
 
 class SearchRequest(Strict):
     query: str = Field(..., description="Natural-language query; truncated at the model's max tokens.")
-    k: int = Field(10, ge=1, le=MAX_K, description=f"Number of hits, 1..{MAX_K}.")
+    k: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_K,
+        description=f"Number of hits, 1..{MAX_K} and at most SEMSEARCH_MAX_K; default 10.",
+    )
 
     @field_validator("query")
     @classmethod

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from core.device import resolve_device
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError, ModelFormatError
+from training.batching import length_batches
 from training.curves import plot_curves
 from training.data import PairExample, build_label_map, encode_labels, read_pairs
 from training.evaluate import cosine_rows, spearman
@@ -75,10 +76,19 @@ class BiEncoderConfig:
 
     def loop(self) -> LoopConfig:
         return LoopConfig(
-            output=self.output, epochs=self.epochs, lr=self.lr, warmup_ratio=self.warmup_ratio,
-            weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, grad_accum=self.grad_accum,
-            eval_steps=self.eval_steps, checkpoint_steps=self.checkpoint_steps, precision=self.precision,
-            resume=self.resume, progress=self.progress, max_steps=self.max_steps,
+            output=self.output,
+            epochs=self.epochs,
+            lr=self.lr,
+            warmup_ratio=self.warmup_ratio,
+            weight_decay=self.weight_decay,
+            max_grad_norm=self.max_grad_norm,
+            grad_accum=self.grad_accum,
+            eval_steps=self.eval_steps,
+            checkpoint_steps=self.checkpoint_steps,
+            precision=self.precision,
+            resume=self.resume,
+            progress=self.progress,
+            max_steps=self.max_steps,
         )
 
 
@@ -101,9 +111,16 @@ class SoftmaxHead(nn.Module):
         return out
 
     def save(self, folder: Path, label_map: dict[str, int]) -> None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(folder / HEAD_FILE))
-        cfg = {"dim": self.dim, "num_labels": self.num_labels, "use_product": self.use_product,
-               "label2id": label_map, "id2label": {str(i): n for n, i in label_map.items()}}
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(folder / HEAD_FILE)
+        )
+        cfg = {
+            "dim": self.dim,
+            "num_labels": self.num_labels,
+            "use_product": self.use_product,
+            "label2id": label_map,
+            "id2label": {str(i): n for n, i in label_map.items()},
+        }
         (folder / HEAD_CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
 
     @classmethod
@@ -125,25 +142,14 @@ def focal_cross_entropy(logits: torch.Tensor, target: torch.Tensor, gamma: float
     return (-((1 - logp.exp()) ** gamma) * logp).mean()
 
 
-def length_batches(lengths: np.ndarray, batch_size: int, seed: int) -> list[np.ndarray]:
-    """Smart batching: shuffle, sort by length inside windows of 100 batches, shuffle the batches.
-    Deterministic for a given seed; padding drops because batch members have similar lengths."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(lengths))
-    window = batch_size * 100
-    batches: list[np.ndarray] = []
-    for start in range(0, len(order), window):
-        part = order[start : start + window]
-        part = part[np.argsort(-lengths[part], kind="stable")]
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 class BiEncoderTask:
-    def __init__(self, cfg: BiEncoderConfig, encoder: Encoder, train: list[PairExample],
-                 dev: list[PairExample] | None) -> None:
+    def __init__(
+        self, cfg: BiEncoderConfig, encoder: Encoder, train: list[PairExample], dev: list[PairExample] | None
+    ) -> None:
         if cfg.objective not in OBJECTIVES:
-            raise InvalidInputError(f"unknown objective {cfg.objective!r}; use one of {', '.join(OBJECTIVES)}")
+            raise InvalidInputError(
+                f"unknown objective {cfg.objective!r}; use one of {', '.join(OBJECTIVES)}"
+            )
         self.cfg, self.encoder, self.train, self.dev = cfg, encoder, train, dev
         self.head: SoftmaxHead | None = None
         self.label_map: dict[str, int] = {}
@@ -152,21 +158,30 @@ class BiEncoderTask:
             if len(self.label_map) < 2:
                 raise DataError(cfg.train[0], None, "the softmax objective needs at least two label classes")
             self.labels = torch.tensor(encode_labels(train, self.label_map))
-            self.head = SoftmaxHead(encoder.dim, max(self.label_map.values()) + 1, cfg.use_product).to(encoder.device)
+            self.head = SoftmaxHead(encoder.dim, max(self.label_map.values()) + 1, cfg.use_product).to(
+                encoder.device
+            )
         elif cfg.objective == "cosine":
             missing = next((e for e in train if e.score is None), None)
             if missing:
-                raise DataError(missing.source, missing.line, "the cosine objective needs a score on every pair")
+                raise DataError(
+                    missing.source, missing.line, "the cosine objective needs a score on every pair"
+                )
             self.scores = torch.tensor([e.score for e in train], dtype=torch.float32)
         self.modules: dict[str, nn.Module] = {"encoder": encoder.net}
         if self.head is not None:
             self.modules["head"] = self.head
-        self.key_metric = "spearman" if dev and any(e.score is not None for e in dev) else (
-            "accuracy" if dev and self.head is not None else None)
+        self.key_metric = (
+            "spearman"
+            if dev and any(e.score is not None for e in dev)
+            else ("accuracy" if dev and self.head is not None else None)
+        )
         # Tokenise every sentence once; batches only pad and stack.
         self.enc1 = encoder.tokenize([e.s1 for e in train])
         self.enc2 = encoder.tokenize([e.s2 for e in train])
-        self.lengths = np.array([max(len(a.ids), len(b.ids)) for a, b in zip(self.enc1, self.enc2, strict=True)])
+        self.lengths = np.array(
+            [max(len(a.ids), len(b.ids)) for a, b in zip(self.enc1, self.enc2, strict=True)]
+        )
 
     def num_examples(self) -> int:
         return len(self.train)
@@ -232,8 +247,13 @@ def train_bi_encoder(cfg: BiEncoderConfig) -> dict[str, Any]:
     output.mkdir(parents=True, exist_ok=True)
     (output / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     task = BiEncoderTask(cfg, encoder, train, dev)
-    log.info("%d training pairs, %d dev pairs, objective %s, %d skipped line(s)",
-             len(train), len(dev or []), cfg.objective, len(skipped))
+    log.info(
+        "%d training pairs, %d dev pairs, objective %s, %d skipped line(s)",
+        len(train),
+        len(dev or []),
+        cfg.objective,
+        len(skipped),
+    )
     summary = run(task, cfg.loop(), device)
     plot_curves(output / METRICS_FILE, output / "training_curves.png")
     summary.update({"train_pairs": len(train), "skipped_lines": len(skipped), "output": str(output)})

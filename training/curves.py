@@ -19,7 +19,11 @@ def plot_curves(metrics_path: Path, png_path: Path) -> bool:
     except ImportError:
         log.warning("matplotlib is not installed (pip install 'semsearch[train]'); no %s", png_path.name)
         return False
-    rows = [json.loads(r) for r in metrics_path.read_text().splitlines() if r.strip()] if metrics_path.exists() else []
+    rows = (
+        [json.loads(r) for r in metrics_path.read_text().splitlines() if r.strip()]
+        if metrics_path.exists()
+        else []
+    )
     losses = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     dev_keys = sorted({k for r in rows for k in r if k.startswith("dev_")})
     if not losses and not dev_keys:

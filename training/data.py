@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
+from core.textfile import iter_csv_rows, iter_lines
 
 FORMATS = ("auto", "pairs", "stsb", "sick", "snli", "lcqmc")
 SICK_SPLITS = ("TRAIN", "TRIAL", "TEST")
@@ -31,28 +31,13 @@ class PairExample:
     line: int = 0
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    # utf-8-sig: MRPC, ATEC and BQ files begin with a byte-order mark.
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
-        line_no = 0
-        while True:
-            try:
-                raw = fh.readline()
-            except UnicodeDecodeError as exc:
-                raise DataError(path, line_no + 1, f"not valid UTF-8 ({exc.reason})") from exc
-            if not raw:
-                return
-            line_no += 1
-            yield line_no, raw.rstrip("\r\n")
-
-
 def detect_format(path: Path) -> str:
     name = path.name.lower()
     if name.startswith("s1."):
         return "snli"
     if name.endswith((".jsonl", ".json", ".ndjson")):
         return "pairs"
-    first = next((text for _, text in _lines(path) if text.strip()), "")
+    first = next((t for _, t in iter_lines(path) if isinstance(t, str) and t.strip()), "")
     cols = first.split("\t")
     if "sentence_A" in cols and "sentence_B" in cols:
         return "sick"
@@ -83,7 +68,10 @@ def _clean(s1: str, s2: str, path: Path, line: int) -> tuple[str, str]:
 
 def _stsb(path: Path) -> Iterator[PairExample | DataError]:
     # Tab-separated, no header, raw quote marks, sometimes extra columns: split on tabs only.
-    for line, text in _lines(path):
+    for line, text in iter_lines(path):
+        if isinstance(text, DataError):
+            yield text
+            continue
         if not text.strip():
             continue
         cols = text.split("\t")
@@ -104,21 +92,31 @@ def _stsb(path: Path) -> Iterator[PairExample | DataError]:
 def _sick(path: Path, split: str | None) -> Iterator[PairExample | DataError]:
     if split is not None and split.upper() not in SICK_SPLITS:
         raise DataError(path, None, f"unknown SICK split {split!r}; use one of {', '.join(SICK_SPLITS)}")
-    rows = _lines(path)
-    header = next(rows, (1, ""))[1].split("\t")
+    rows = iter_lines(path)
+    first = next(rows, (1, ""))[1]
+    if isinstance(first, DataError):
+        raise first
+    header = first.split("\t")
     need = ("sentence_A", "sentence_B", "entailment_label", "relatedness_score")
     missing = [c for c in need if c not in header]
     if missing:
         raise DataError(path, 1, f"SICK header lacks {', '.join(missing)}")
     col = {name: header.index(name) for name in header}
     for line, text in rows:
+        if isinstance(text, DataError):
+            yield text
+            continue
         if not text.strip():
             continue
         cols = text.split("\t")
         try:
             if len(cols) != len(header):
                 raise DataError(path, line, f"expected {len(header)} columns, got {len(cols)}")
-            if split is not None and "SemEval_set" in col and cols[col["SemEval_set"]].upper() != split.upper():
+            if (
+                split is not None
+                and "SemEval_set" in col
+                and cols[col["SemEval_set"]].upper() != split.upper()
+            ):
                 continue
             if not _is_float(cols[col["relatedness_score"]]):
                 raise DataError(path, line, "relatedness_score is not a number")
@@ -136,7 +134,14 @@ def _snli(path: Path) -> Iterator[PairExample | DataError]:
     for p in (s2_path, labels_path):
         if not p.is_file():
             raise DataError(p, None, "missing: SNLI line files come as s1.X, s2.X and labels.X side by side")
-    for (line, a), (_, b), (_, label) in zip(_lines(path), _lines(s2_path), _lines(labels_path), strict=False):
+    for (line, a), (_, b), (_, label) in zip(
+        iter_lines(path), iter_lines(s2_path), iter_lines(labels_path), strict=False
+    ):
+        bad = next((x for x in (a, b, label) if isinstance(x, DataError)), None)
+        if bad is not None:
+            yield bad
+            continue
+        assert isinstance(a, str) and isinstance(b, str) and isinstance(label, str)
         try:
             s1, s2 = _clean(a, b, path, line)
             label = label.strip()
@@ -148,7 +153,10 @@ def _snli(path: Path) -> Iterator[PairExample | DataError]:
 
 
 def _lcqmc(path: Path) -> Iterator[PairExample | DataError]:
-    for line, text in _lines(path):
+    for line, text in iter_lines(path):
+        if isinstance(text, DataError):
+            yield text
+            continue
         if not text.strip():
             continue
         cols = text.split("\t")
@@ -183,7 +191,10 @@ def _record(obj: dict[str, Any], path: Path, line: int) -> PairExample:
 
 def _pairs(path: Path) -> Iterator[PairExample | DataError]:
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        for line, text in _lines(path):
+        for line, text in iter_lines(path):
+            if isinstance(text, DataError):
+                yield text
+                continue
             if not text.strip():
                 continue
             try:
@@ -196,30 +207,24 @@ def _pairs(path: Path) -> Iterator[PairExample | DataError]:
             except DataError as err:
                 yield err
         return
-    csv.field_size_limit(sys.maxsize)
-    delimiter = "," if path.suffix.lower() == ".csv" else "\t"
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        header = [c.strip().lower() for c in next(reader, [])]
-        if "sentence1" not in header or "sentence2" not in header:
-            raise DataError(path, 1, f"header must name sentence1, sentence2 and label or score; got {header}")
-        while True:
-            start = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield DataError(path, start, f"unreadable row ({exc})")
-                continue
-            if not any(c.strip() for c in row):
-                continue
-            try:
-                if len(row) != len(header):
-                    raise DataError(path, start, f"expected {len(header)} fields, got {len(row)}")
-                yield _record(dict(zip(header, row, strict=True)), path, start)
-            except DataError as err:
-                yield err
+    rows = iter_csv_rows(path, "," if path.suffix.lower() == ".csv" else "\t")
+    first = next(rows, None)
+    if first is None or isinstance(first[1], DataError):
+        raise first[1] if first and isinstance(first[1], DataError) else DataError(path, 1, "empty file")
+    header = [c.strip().lower() for c in first[1]]
+    if "sentence1" not in header or "sentence2" not in header:
+        raise DataError(
+            path, first[0], f"header must name sentence1, sentence2 and label or score; got {header}"
+        )
+    for start, row in rows:
+        try:
+            if isinstance(row, DataError):
+                raise row
+            if len(row) != len(header):
+                raise DataError(path, start, f"expected {len(header)} fields, got {len(row)}")
+            yield _record(dict(zip(header, row, strict=True)), path, start)
+        except DataError as err:
+            yield err
 
 
 def read_pairs(
@@ -275,6 +280,8 @@ def encode_labels(examples: list[PairExample], label_map: dict[str, int]) -> lis
         if e.label is None:
             raise DataError(e.source, e.line, "this objective needs a label on every pair")
         if e.label not in label_map:
-            raise DataError(e.source, e.line, f"label {e.label!r} is not in the label map {sorted(label_map)}")
+            raise DataError(
+                e.source, e.line, f"label {e.label!r} is not in the label map {sorted(label_map)}"
+            )
         out.append(label_map[e.label])
     return out

@@ -72,7 +72,13 @@ def sts_eval(encoder: Encoder, examples: list[PairExample], batch_size: int = 32
     return StsResult(100 * spearman(cos, gold), 100 * pearson(cos, gold), n, len(sentences) / seconds)
 
 
-def eval_sts_file(model: str | Path, data: str | Path, fmt: str = "auto", split: str | None = None,
-                  batch_size: int = 32, device: str = "auto") -> StsResult:
+def eval_sts_file(
+    model: str | Path,
+    data: str | Path,
+    fmt: str = "auto",
+    split: str | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> StsResult:
     encoder = Encoder.load(model, device)
     return sts_eval(encoder, read_pairs(data, fmt, split), batch_size)

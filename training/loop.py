@@ -84,12 +84,15 @@ def linear_warmup(total_steps: int, warmup_steps: int) -> Any:
 
 def param_groups(modules: dict[str, nn.Module], weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases and LayerNorm weights (BERT's recipe)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for module in modules.values():
         for name, p in module.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+            (
+                no_decay if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay
+            ).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -109,7 +112,9 @@ class MetricsLog:
             path.write_text("")
         elif path.exists():
             # Rows after the checkpoint were produced by the run that died; the resumed run redoes them.
-            kept = [r for r in path.read_text().splitlines() if r and json.loads(r).get("step", 0) <= resume_step]
+            kept = [
+                r for r in path.read_text().splitlines() if r and json.loads(r).get("step", 0) <= resume_step
+            ]
             path.write_text("".join(r + "\n" for r in kept))
 
     def write(self, row: dict[str, Any]) -> None:
@@ -140,11 +145,19 @@ def run(task: Task, cfg: LoopConfig, device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "examples": 0}
     if cfg.resume and has_checkpoint(ckpt):
         state = load_checkpoint(ckpt, task.modules, optimizer, scheduler)
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt, state["step"], state["epoch"], state["batch"])
+        log.info(
+            "resumed from %s at step %d (epoch %d, batch %d)",
+            ckpt,
+            state["step"],
+            state["epoch"],
+            state["batch"],
+        )
     elif cfg.resume:
         log.info("--resume: no checkpoint in %s, starting fresh", ckpt)
     metrics = MetricsLog(output / METRICS_FILE, state["step"] if cfg.resume else None)
-    log.info("training %d steps (%d warm-up), precision %s, device %s", total_steps, warmup, precision, device)
+    log.info(
+        "training %d steps (%d warm-up), precision %s, device %s", total_steps, warmup, precision, device
+    )
 
     def checkpoint() -> None:
         save_checkpoint(ckpt, task.modules, optimizer, scheduler, state)
@@ -161,7 +174,9 @@ def run(task: Task, cfg: LoopConfig, device: torch.device) -> dict[str, Any]:
             m.train()
         if not result:
             return
-        metrics.write({"step": state["step"], "epoch": state["epoch"], **{f"dev_{k}": v for k, v in result.items()}})
+        metrics.write(
+            {"step": state["step"], "epoch": state["epoch"], **{f"dev_{k}": v for k, v in result.items()}}
+        )
         key = task.key_metric
         if key and key in result and (state["best"] is None or result[key] > state["best"]):
             state["best"] = result[key]
@@ -170,8 +185,14 @@ def run(task: Task, cfg: LoopConfig, device: torch.device) -> dict[str, Any]:
 
     for m in task.modules.values():
         m.train()
-    bar = tqdm(total=total_steps, initial=state["step"], desc="training", unit="step",
-               disable=not cfg.progress, file=sys.stderr)
+    bar = tqdm(
+        total=total_steps,
+        initial=state["step"],
+        desc="training",
+        unit="step",
+        disable=not cfg.progress,
+        file=sys.stderr,
+    )
     started, examples_here = time.perf_counter(), 0
     window_loss, window_n = 0.0, 0
     done = state["step"] >= total_steps
@@ -187,7 +208,9 @@ def run(task: Task, cfg: LoopConfig, device: torch.device) -> dict[str, Any]:
             state["examples"] += n
             if (bi + 1) % cfg.grad_accum and bi + 1 != len(batches):
                 continue
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm
+            )
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -197,8 +220,15 @@ def run(task: Task, cfg: LoopConfig, device: torch.device) -> dict[str, Any]:
             bar.update(1)
             bar.set_postfix(loss=f"{window_loss / window_n:.4f}", ex_s=f"{rate:.1f}")
             if state["step"] % cfg.log_steps == 0:
-                metrics.write({"step": state["step"], "epoch": state["epoch"], "loss": window_loss / window_n,
-                               "lr": scheduler.get_last_lr()[0], "examples_per_s": rate})
+                metrics.write(
+                    {
+                        "step": state["step"],
+                        "epoch": state["epoch"],
+                        "loss": window_loss / window_n,
+                        "lr": scheduler.get_last_lr()[0],
+                        "examples_per_s": rate,
+                    }
+                )
                 window_loss, window_n = 0.0, 0
             if cfg.eval_steps and state["step"] % cfg.eval_steps == 0:
                 evaluate()

@@ -40,6 +40,8 @@ class DocStore:
         self.path = path
         self.readonly = readonly
         self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []  # every thread's connection, so close() reaches them
+        self._all_lock = threading.Lock()
         if readonly and not path.is_file():
             raise IndexFormatError(f"{path}: missing")
         conn = self._conn()
@@ -62,6 +64,8 @@ class DocStore:
                 conn = sqlite3.connect(self.path, check_same_thread=False)
                 conn.execute("PRAGMA synchronous=FULL")
             self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
         return conn
 
     def add_many(self, rows: Iterable[tuple[int, Document]]) -> None:
@@ -99,12 +103,17 @@ class DocStore:
     def count(self) -> int:
         return int(self._conn().execute("SELECT COUNT(*) FROM docs").fetchone()[0])
 
-    def checkpoint(self) -> None:
-        """Fold the WAL into the main file so the folder is self-contained before publish."""
-        self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def seal(self) -> None:
+        """Before publish: fold the WAL into the main file and leave WAL mode, so the published
+        ``docs.sqlite`` is one self-contained file that opens on a read-only mount."""
+        conn = self._conn()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode=DELETE")
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close the connections of every thread that used this store."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()

@@ -114,6 +114,10 @@ class IndexWriter:
         self.manifest.faiss_factory = factory
         self.store = DocStore(self.staging / DOCS_FILE)
         self._next_iid = 0
+        try:  # a rebuild over a published index is its next generation
+            self.manifest.generation = Manifest.read(self.output).generation + 1
+        except IndexFormatError:
+            self.manifest.generation = 1
 
     def add(self, docs: Sequence[Document], vectors: np.ndarray) -> None:
         if len(docs) != len(vectors):
@@ -127,7 +131,7 @@ class IndexWriter:
     def commit(self) -> Manifest:
         index_path = self.staging / INDEX_FILE
         self.vectors.save(index_path)
-        self.store.checkpoint()
+        self.store.seal()
         self.store.close()
         self.manifest.count = self.vectors.count
         self.manifest.files = {INDEX_FILE: file_digest(index_path)}

@@ -6,9 +6,7 @@ error can name the file and the line.
 
 from __future__ import annotations
 
-import csv
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 from core.errors import DataError
 from core.index.doc_store import Document
+from core.textfile import iter_csv_rows, iter_lines
 
 FORMATS = ("jsonl", "csv", "tsv")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
@@ -60,51 +59,35 @@ def _doc_from(obj: Any, path: Path, line: int) -> Document:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open("r", encoding="utf-8-sig") as fh:
-        line_no = 0
-        while True:
-            try:
-                raw = fh.readline()
-            except UnicodeDecodeError as exc:
-                raise DataError(path, line_no + 1, f"not valid UTF-8 ({exc.reason})") from exc
-            if not raw:
-                return
-            line_no += 1
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                obj = DataError(path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})")
-            yield line_no, obj
+    for line_no, raw in iter_lines(path):
+        if isinstance(raw, DataError):
+            yield line_no, raw
+            continue
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            obj = DataError(path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})")
+        yield line_no, obj
 
 
 def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, Any]]:
-    csv.field_size_limit(sys.maxsize)
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise DataError(path, 1, f"unreadable header ({exc})") from exc
-        cols = [c.strip() for c in header]
-        if "id" not in cols or "text" not in cols:
-            raise DataError(path, 1, f"header must have 'id' and 'text' columns, got {cols}")
-        while True:
-            start = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except (UnicodeDecodeError, csv.Error) as exc:
-                raise DataError(path, start, f"unreadable row ({exc})") from exc
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(cols):
-                yield start, DataError(path, start, f"expected {len(cols)} fields, got {len(row)}")
-                continue
+    rows = iter_csv_rows(path, delimiter)
+    first = next(rows, None)
+    if first is None:
+        return
+    if isinstance(first[1], DataError):
+        raise first[1]
+    cols = [c.strip() for c in first[1]]
+    if "id" not in cols or "text" not in cols:
+        raise DataError(path, first[0], f"header must have 'id' and 'text' columns, got {cols}")
+    for start, row in rows:
+        if isinstance(row, DataError):
+            yield start, row
+        elif len(row) != len(cols):
+            yield start, DataError(path, start, f"expected {len(cols)} fields, got {len(row)}")
+        else:
             record = dict(zip(cols, row, strict=True))
             meta = {k: v for k, v in record.items() if k not in ("id", "text")}
             yield start, {"id": record["id"], "text": record["text"], "metadata": meta}
@@ -128,7 +111,7 @@ def read_corpus(
         try:
             item = next(rows, None)
         except DataError as err:
-            # A decode error ends the stream: the reader cannot resynchronise after it.
+            # A header error ends the stream: there is nothing to read rows against.
             if not skip_bad_lines:
                 raise
             if skipped is not None:

@@ -1,0 +1,112 @@
+"""``semsearch.cli.main``: exit codes and messages, in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.index.folder import IndexFolder
+from semsearch.cli import EXIT_DATA, EXIT_ERROR, main
+
+
+@pytest.fixture
+def bad_corpus(tmp_path: Path, tiny_docs) -> Path:
+    lines = [json.dumps(d) for d in tiny_docs[:6]]
+    lines.insert(2, '{"id": "oops", "text": ')  # line 3: invalid JSON
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def build_args(model: Path, corpus: Path, output: Path, *extra: str) -> list[str]:
+    flags = ["--model", str(model), "--corpus", str(corpus), "--output", str(output)]
+    return ["index", "build", *flags, "--no-progress", "--device", "cpu", *extra]
+
+
+def test_build_bad_corpus_exits_2_with_file_and_line(
+    tmp_path: Path, tiny_model_dir: Path, bad_corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = main(build_args(tiny_model_dir, bad_corpus, out))
+    captured = capsys.readouterr()
+    assert code == EXIT_DATA == 2
+    assert "bad.jsonl:3" in captured.err
+    assert "invalid JSON" in captured.err
+    assert "semsearch: error: " in captured.err
+    assert "Traceback" not in captured.err
+    assert not out.exists()
+
+
+def test_build_skip_bad_lines_succeeds_and_reports(
+    tmp_path: Path, tiny_model_dir: Path, bad_corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = main(build_args(tiny_model_dir, bad_corpus, out, "--skip-bad-lines"))
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "skipped 1 bad line(s)" in captured.err
+    assert "bad.jsonl:3" in captured.err
+    assert "indexed 6 documents" in captured.out
+    assert "dim 32" in captured.out
+    folder = IndexFolder.open(out)
+    assert folder.count == 6
+    folder.close()
+
+
+def test_build_missing_model_exits_1(tmp_path: Path, bad_corpus: Path, capsys) -> None:
+    code = main(build_args(tmp_path / "no-model", bad_corpus, tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR == 1
+    assert "model folder not found" in err
+    assert str(tmp_path / "no-model") in err
+
+
+def test_build_missing_corpus_exits_2(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:
+    code = main(build_args(tiny_model_dir, tmp_path / "absent.jsonl", tmp_path / "out"))
+    assert code == EXIT_DATA
+    assert "absent.jsonl" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["index", "build", "--help"], ["serve", "--help"]])
+def test_help_exits_0(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    assert "usage: semsearch" in capsys.readouterr().out
+
+
+def test_missing_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    assert "usage: semsearch" in capsys.readouterr().err
+
+
+def test_build_requires_corpus_and_output(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["index", "build", "--model", "x"])
+    assert info.value.code == 2
+    assert "--corpus" in capsys.readouterr().err
+
+
+def test_serve_missing_index_fails_cleanly(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope"
+    code = main(["serve", "--index", str(missing), "--model", str(tiny_model_dir), "--port", "0"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert code == EXIT_ERROR
+    assert "index folder not found" in err
+    assert str(missing) in err
+    assert "Traceback" not in err
+
+
+def test_serve_without_index_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["serve", "--port", "0"])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert "no index configured" in err

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.errors import DataError
+from training.data import build_label_map, detect_format, encode_labels, read_pairs
+
+BOM = "\ufeff"
+
+
+def test_stsb_rows_with_raw_quotes_and_extra_columns(tmp_path: Path) -> None:
+    path = tmp_path / "sts-dev.csv"
+    path.write_text(
+        'main-captions\tMSRvid\t2012test\t0001\t5.000\tA "quoted" man.\tA man "quoted".\n'
+        "main-news\theadlines\t2013\t0002\t2.5\tOne.\tTwo.\textra\tcolumns\n",
+        encoding="utf-8",
+    )
+    rows = read_pairs(path)
+    assert detect_format(path) == "stsb"
+    assert [(r.s1, r.s2, r.score) for r in rows] == [
+        ('A "quoted" man.', 'A man "quoted".', 1.0),
+        ("One.", "Two.", 0.5),
+    ]
+
+
+def test_sick_split_filter_crlf_and_scaling(tmp_path: Path) -> None:
+    header = "pair_ID\tsentence_A\tsentence_B\tentailment_label\trelatedness_score\tSemEval_set"
+    lines = [
+        header,
+        "1\tA dog runs\tA dog moves\tENTAILMENT\t5.0\tTRAIN",
+        "2\tA cat\tA car\tNEUTRAL\t1.0\tTEST",
+    ]
+    path = tmp_path / "SICK.txt"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    train = read_pairs(path, split="TRAIN")
+    assert len(train) == 1
+    assert (train[0].s1, train[0].label, train[0].score) == ("A dog runs", "entailment", 1.0)
+    assert read_pairs(path, split="TEST")[0].score == 0.0
+    with pytest.raises(DataError, match="unknown SICK split"):
+        read_pairs(path, split="DEV")
+
+
+def test_snli_line_files_strip_tokenised_trailing_space(tmp_path: Path) -> None:
+    (tmp_path / "s1.dev").write_text("Two women are embracing . \nA man sleeps . \n")
+    (tmp_path / "s2.dev").write_text("The sisters hug . \nA man is awake . \n")
+    (tmp_path / "labels.dev").write_text("entailment\ncontradiction\n")
+    rows = read_pairs(tmp_path / "s1.dev")
+    assert [(r.s1, r.s2, r.label) for r in rows] == [
+        ("Two women are embracing .", "The sisters hug .", "entailment"),
+        ("A man sleeps .", "A man is awake .", "contradiction"),
+    ]
+
+
+def test_lcqmc_with_bom(tmp_path: Path) -> None:
+    path = tmp_path / "dev.txt"
+    path.write_text(
+        BOM + "开初婚未育证明怎么弄？\t初婚未育情况证明怎么开？\t1\n谁知道她是网络美女吗？\t爱情这杯酒\t0\n",
+        encoding="utf-8",
+    )
+    rows = read_pairs(path)
+    assert detect_format(path) == "lcqmc"
+    assert rows[0].s1 == "开初婚未育证明怎么弄？" and rows[0].label == "1" and rows[1].label == "0"
+    assert build_label_map(rows) == {"0": 0, "1": 1}
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv"])
+def test_generic_pairs_delimited_with_bom(tmp_path: Path, suffix: str) -> None:
+    sep = "\t" if suffix == ".tsv" else ","
+    path = tmp_path / f"pairs{suffix}"
+    path.write_text(
+        BOM + sep.join(["sentence1", "sentence2", "label"]) + "\n" + sep.join(["a b", "c d", "yes"]) + "\n"
+    )
+    rows = read_pairs(path)
+    assert (rows[0].s1, rows[0].s2, rows[0].label) == ("a b", "c d", "yes")
+
+
+def test_generic_pairs_jsonl_scores(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(
+        '{"sentence1": "a", "sentence2": "b", "score": 0.25}\n\n'
+        '{"sentence1": "c", "sentence2": "d", "score": "1"}\n'
+    )
+    assert [r.score for r in read_pairs(path)] == [0.25, 1.0]
+
+
+def test_bad_rows_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(
+        '{"sentence1": "a", "sentence2": "b", "label": "x"}\n'
+        '{"sentence1": "a"\n'
+        '{"sentence1": "", "sentence2": "b", "label": "x"}\n'
+    )
+    with pytest.raises(DataError) as info:
+        read_pairs(path)
+    assert f"{path}:2" in str(info.value)
+    skipped: list[DataError] = []
+    rows = read_pairs(path, skip_bad_lines=True, skipped=skipped)
+    assert len(rows) == 1
+    assert [e.line for e in skipped] == [2, 3]
+
+
+def test_stsb_bad_score_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "sts.csv"
+    path.write_text("g\tf\ty\t1\t3.0\ta\tb\ng\tf\ty\t2\tnope\ta\tb\n")
+    with pytest.raises(DataError, match=r"sts\.csv:2: score 'nope'"):
+        read_pairs(path, "stsb")
+
+
+def test_label_map_names_sorted_and_unknown_label_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(
+        "".join(
+            f'{{"sentence1": "a", "sentence2": "b", "label": "{lab}"}}\n'
+            for lab in ["neutral", "entailment", "contradiction"]
+        )
+    )
+    rows = read_pairs(path)
+    label_map = build_label_map(rows)
+    assert label_map == {"contradiction": 0, "entailment": 1, "neutral": 2}
+    rows[0].label = "other"
+    with pytest.raises(DataError, match="not in the label map"):
+        encode_labels(rows, label_map)
