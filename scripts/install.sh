@@ -16,7 +16,7 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 if [ -d /opt/wheels ]; then
     # These machines carry the CPU wheel of torch here; any other source means GBs of CUDA.
-    PIP+=(--find-links /opt/wheels)
+    export PIP_FIND_LINKS="/opt/wheels${PIP_FIND_LINKS:+ $PIP_FIND_LINKS}"
 fi
 
 "${PIP[@]}" install --upgrade pip setuptools wheel
