@@ -78,3 +78,9 @@ class IndexMismatchError(SemsearchError):
     """The index was built with another model (fingerprint or dim differ)."""
 
     code = "index_mismatch"
+
+
+class IndexBusyError(SemsearchError):
+    """Another writer holds the index's lock."""
+
+    code = "index_busy"

@@ -1,26 +1,46 @@
-"""``semsearch index build``: stream a corpus through the encoder into a new published index."""
+"""``semsearch index build``: stream a corpus through the encoder into a new published index.
+
+Crash-safe and resumable. The build works in ``.<output>.building/`` beside the output:
+- the corpus is read as a stream and embedded ``chunk_size`` documents at a time;
+- each chunk's vectors go to ``shards/shard-NNNNN.npy`` (temp file, fsync, rename), then its
+  documents into ``docs.sqlite`` in one transaction, then ``build_state.json`` records the
+  chunk; so after a kill -9 at any point a rerun skips the recorded chunks without re-embedding;
+- once the corpus is done the FAISS index is planned (``--index-type``), trained on a seeded
+  random sample when it needs training, filled shard by shard, and the folder is published by
+  an atomic swap. The output path always holds the previous complete index or the new one.
+Memory stays flat in the corpus size, apart from the FAISS index itself.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from core.corpus import CorpusRow, read_corpus
 from core.encoder import Encoder
-from core.errors import DataError
-from core.index.doc_store import Document
-from core.index.folder import IndexWriter
-from core.index.manifest import Manifest
+from core.errors import DataError, IndexFormatError, InvalidInputError
+from core.index.doc_store import DOCS_FILE, DocStore, Document
+from core.index.folder import INDEX_FILE, file_digest
+from core.index.manifest import MANIFEST, Manifest
+from core.index.publish import fsync_path, publish, replace_file, work_dir, writer_lock
+from core.index.vectors import VectorIndex, plan_index
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "build_config.json"
+STATE_FILE = "build_state.json"
+SHARDS = "shards"
 
 
 @dataclass
@@ -32,10 +52,14 @@ class BuildConfig:
     corpus: str
     output: str
     corpus_format: str = "auto"
+    index_type: str = "auto"
+    memory_budget_mb: int = 0  # 0: no budget; else auto picks IVF-PQ when float32 vectors exceed it
     batch_size: int = 64
-    chunk_size: int = 4096  # documents embedded and written per step; bounds memory
+    chunk_size: int = 4096  # documents embedded and checkpointed per step; bounds memory
     device: str = "auto"
     skip_bad_lines: bool = False
+    resume: bool = True  # continue a matching interrupted build (False: start over)
+    seed: int = 1234
     progress: bool = True
 
 
@@ -45,13 +69,38 @@ class BuildReport:
     documents: int
     skipped: list[DataError]
     seconds: float
+    resumed_from: int = 0
 
     @property
     def docs_per_s(self) -> float:
-        return self.documents / self.seconds if self.seconds > 0 else 0.0
+        done = self.documents - self.resumed_from
+        return done / self.seconds if self.seconds > 0 else 0.0
 
 
-def _check_duplicates(chunk: list[CorpusRow], writer: IndexWriter, corpus: str) -> None:
+def _build_key(cfg: BuildConfig, encoder: Encoder) -> str:
+    """What must be unchanged for an interrupted build's shards to be reused."""
+    st = os.stat(cfg.corpus)
+    key = {
+        "model": encoder.fingerprint,
+        "corpus": str(Path(cfg.corpus).resolve()),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "format": cfg.corpus_format,
+        "chunk": cfg.chunk_size,
+        "batch": cfg.batch_size,
+        "max_seq_length": encoder.max_seq_length,
+        "skip_bad": cfg.skip_bad_lines,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    replace_file(tmp, path)
+
+
+def _check_duplicates(chunk: list[CorpusRow], store: DocStore, corpus: str) -> None:
     seen: dict[str, int] = {}
     for row in chunk:
         if row.doc.id in seen:
@@ -59,53 +108,187 @@ def _check_duplicates(chunk: list[CorpusRow], writer: IndexWriter, corpus: str) 
                 corpus, row.line, f"duplicate id {row.doc.id!r} (first seen on line {seen[row.doc.id]})"
             )
         seen[row.doc.id] = row.line
-    clash = writer.store.existing(list(seen))
+    clash = store.existing(list(seen))
     if clash:
         first = min(clash, key=lambda i: seen[i])
         raise DataError(corpus, seen[first], f"duplicate id {first!r} (already seen earlier in the corpus)")
 
 
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+class _Work:
+    """The work folder of one build: shards, the document store and the progress record."""
+
+    def __init__(self, cfg: BuildConfig, key: str) -> None:
+        self.path = work_dir(Path(cfg.output), "building")
+        self.key = key
+        state_path = self.path / STATE_FILE
+        state: dict[str, Any] | None = None
+        if state_path.is_file():
+            state = json.loads(state_path.read_text())
+            if not cfg.resume or state.get("key") != key:
+                reason = "--fresh given" if not cfg.resume else "the corpus, model or settings changed"
+                log.warning("discarding the interrupted build in %s (%s)", self.path, reason)
+                state = None
+        if state is None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            (self.path / SHARDS).mkdir(parents=True)
+            state = {"key": key, "rows_done": 0, "shards": []}
+            _write_json(state_path, state)
+        self.state = state
+        self.store = DocStore(self.path / DOCS_FILE)
+        # Rows committed after the last recorded shard belong to a chunk that never finished.
+        self.store.rollback_rows_from(self.state["rows_done"])
+
+    def add_chunk(self, docs: list[Document], vectors: np.ndarray) -> None:
+        n = len(self.state["shards"])
+        name = f"shard-{n:05d}.npy"
+        tmp = self.path / SHARDS / f".{name}.tmp"
+        with tmp.open("wb") as fh:
+            np.save(fh, vectors)
+        replace_file(tmp, self.path / SHARDS / name)
+        start = self.state["rows_done"]
+        self.store.apply(1, zip(range(start, start + len(docs)), docs, strict=True))
+        self.state["shards"].append({"file": name, "rows": len(docs)})
+        self.state["rows_done"] = start + len(docs)
+        _write_json(self.path / STATE_FILE, self.state)
+
+    def shard_arrays(self) -> list[tuple[int, np.ndarray]]:
+        """(first int id, vectors) per shard, memory-mapped."""
+        out, start = [], 0
+        for shard in self.state["shards"]:
+            arr = np.load(self.path / SHARDS / shard["file"], mmap_mode="r")
+            out.append((start, arr))
+            start += shard["rows"]
+        return out
+
+    def sample(self, size: int, seed: int) -> np.ndarray:
+        total = self.state["rows_done"]
+        picks = np.sort(np.random.default_rng(seed).choice(total, size=min(size, total), replace=False))
+        parts = []
+        for start, arr in self.shard_arrays():
+            local = picks[(picks >= start) & (picks < start + len(arr))] - start
+            if len(local):
+                parts.append(np.asarray(arr[local], dtype=np.float32))
+        return np.vstack(parts)
+
+
 def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport:
-    encoder = encoder or Encoder.load(cfg.model, cfg.device)
+    output = Path(cfg.output).expanduser().resolve()
+    if not Path(cfg.corpus).is_file():
+        raise DataError(cfg.corpus, None, "corpus file not found")
+    with writer_lock(output):
+        encoder = encoder or Encoder.load(cfg.model, cfg.device)
+        return _build(cfg, encoder, output)
+
+
+def _completed(path: Path, key: str) -> bool:
+    """A work folder whose index is complete (killed after the manifest, before the swap)."""
+    try:
+        return (path / MANIFEST).is_file() and json.loads((path / CONFIG_FILE).read_text()).get(
+            "build_key"
+        ) == key
+    except (OSError, ValueError):
+        return False
+
+
+def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
     started = time.perf_counter()
+    key = _build_key(cfg, encoder)
+    pending = work_dir(output, "building")
+    if cfg.resume and _completed(pending, key):
+        publish(pending, output)
+        manifest = Manifest.read(output)
+        return BuildReport(manifest, manifest.count, [], time.perf_counter() - started, manifest.count)
+    work = _Work(cfg, key)
+    resumed_from = work.state["rows_done"]
+    if resumed_from:
+        log.info("resuming the build in %s: %d documents already embedded", work.path, resumed_from)
     skipped: list[DataError] = []
+    rows = read_corpus(cfg.corpus, cfg.corpus_format, cfg.skip_bad_lines, skipped)
+    bar = tqdm(desc="embedding", unit="doc", initial=resumed_from, disable=not cfg.progress, file=sys.stderr)
+    try:
+        chunk: list[CorpusRow] = []
+        position = 0
+        for row in rows:
+            position += 1
+            if position <= resumed_from:
+                continue  # embedded before the interruption: re-read, not re-embedded
+            chunk.append(row)
+            if len(chunk) >= cfg.chunk_size:
+                _embed_chunk(chunk, work, encoder, cfg)
+                bar.update(len(chunk))
+                chunk = []
+        if chunk:
+            _embed_chunk(chunk, work, encoder, cfg)
+            bar.update(len(chunk))
+    except (DataError, InvalidInputError):
+        work.store.close()
+        shutil.rmtree(work.path, ignore_errors=True)  # the input must change: nothing to resume
+        raise
+    finally:
+        bar.close()
+    total = work.state["rows_done"]
+    if total == 0:
+        work.store.close()
+        shutil.rmtree(work.path, ignore_errors=True)
+        raise DataError(
+            cfg.corpus, None, "no documents to index" + (" after skipping bad lines" if skipped else "")
+        )
+    manifest = _finish(cfg, encoder, output, work)
+    publish(work.path, output)
+    return BuildReport(manifest, total, skipped, time.perf_counter() - started, resumed_from)
+
+
+def _embed_chunk(chunk: list[CorpusRow], work: _Work, encoder: Encoder, cfg: BuildConfig) -> None:
+    _check_duplicates(chunk, work.store, cfg.corpus)
+    docs = [r.doc for r in chunk]
+    vectors = encoder.encode([d.text for d in docs], batch_size=cfg.batch_size)
+    if not encoder.normalize:  # inner product == cosine only on unit vectors
+        vectors = _normalise(vectors)
+    work.add_chunk(docs, vectors)
+
+
+def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Manifest:
+    total = work.state["rows_done"]
+    budget = cfg.memory_budget_mb * 2**20 if cfg.memory_budget_mb else None
+    plan = plan_index(cfg.index_type, total, encoder.dim, budget)
+    vectors = VectorIndex.create(encoder.dim, plan.factory)
+    if plan.train_size:
+        log.info("training %s on a random sample of %d of %d vectors", plan.factory, plan.train_size, total)
+        vectors.train(work.sample(plan.train_size, cfg.seed), seed=cfg.seed)
+    for start, arr in work.shard_arrays():
+        vectors.add(np.arange(start, start + len(arr), dtype=np.int64), np.asarray(arr, dtype=np.float32))
+    index_path = work.path / INDEX_FILE
+    vectors.save(index_path)
+    fsync_path(index_path)
+    try:
+        generation = Manifest.read(output).generation + 1
+    except IndexFormatError:
+        generation = 1
     manifest = Manifest(
         model_fingerprint=encoder.fingerprint or "",
         dim=encoder.dim,
         normalized=True,
-        count=0,
+        count=total,
         max_seq_length=encoder.max_seq_length,
         model_dir=str(Path(cfg.model).resolve()),
+        faiss_factory=plan.factory,
+        index_type=plan.index_type,
+        generation=generation,
+        search_params=plan.search_params or {},
+        train_size=plan.train_size,
+        files={INDEX_FILE: file_digest(index_path)},
     )
-    rows = read_corpus(cfg.corpus, cfg.corpus_format, cfg.skip_bad_lines, skipped)
-    total = 0
-    with (
-        IndexWriter(cfg.output, manifest) as writer,
-        tqdm(desc="embedding", unit="doc", disable=not cfg.progress, file=sys.stderr) as bar,
-    ):
-        chunk: list[CorpusRow] = []
-
-        def flush() -> None:
-            nonlocal total
-            _check_duplicates(chunk, writer, cfg.corpus)
-            docs: list[Document] = [r.doc for r in chunk]
-            vectors = encoder.encode([d.text for d in docs], batch_size=cfg.batch_size)
-            if not encoder.normalize:  # inner product == cosine only on unit vectors
-                vectors /= (vectors**2).sum(axis=1, keepdims=True).clip(min=1e-24) ** 0.5
-            writer.add(docs, vectors)
-            total += len(docs)
-            bar.update(len(docs))
-            chunk.clear()
-
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) >= cfg.chunk_size:
-                flush()
-        if chunk:
-            flush()
-        if total == 0:
-            raise DataError(cfg.corpus, None, "no documents to index")
-        (writer.staging / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-        published = writer.commit()
-    seconds = time.perf_counter() - started
-    return BuildReport(published, total, skipped, seconds)
+    work.store.seal()
+    work.store.close()
+    # The shards and the progress record are not part of the index: drop them before the
+    # manifest marks the folder complete (a crash in between restarts the build, safely).
+    shutil.rmtree(work.path / SHARDS, ignore_errors=True)
+    (work.path / STATE_FILE).unlink(missing_ok=True)
+    _write_json(work.path / CONFIG_FILE, {**dataclasses.asdict(cfg), "build_key": work.key})
+    manifest.write(work.path)
+    return manifest

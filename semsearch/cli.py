@@ -29,12 +29,33 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--output", required=True, help="index folder to create or replace")
     p.add_argument("--format", dest="corpus_format", default="auto", choices=["auto", "jsonl", "csv", "tsv"])
+    p.add_argument(
+        "--index-type",
+        default="auto",
+        choices=["auto", "flat", "hnsw", "ivf", "ivfpq"],
+        help="auto: flat up to 100k docs, IVF above, IVF-PQ past --memory-budget",
+    )
+    p.add_argument(
+        "--memory-budget",
+        type=int,
+        default=0,
+        metavar="MB",
+        help="with auto: use IVF-PQ when the float32 vectors would exceed this many MB",
+    )
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--chunk-size", type=int, default=4096, help="documents embedded and written per step")
+    p.add_argument(
+        "--chunk-size", type=int, default=4096, help="documents embedded and checkpointed per step"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--skip-bad-lines", action="store_true", help="skip (and count) bad corpus rows instead of stopping"
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted build (also the default when its corpus and settings match)",
+    )
+    p.add_argument("--fresh", action="store_true", help="discard an interrupted build and start over")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_build)
 
@@ -52,9 +73,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         device=args.device,
         skip_bad_lines=args.skip_bad_lines,
+        index_type=args.index_type,
+        memory_budget_mb=args.memory_budget,
+        resume=not args.fresh,
         progress=not args.no_progress,
     )
     report = build_index(cfg)
+    if report.resumed_from:
+        print(f"resumed: {report.resumed_from} documents were already embedded", file=sys.stderr)
     for err in report.skipped[:20]:
         print(f"skipped {err.message}", file=sys.stderr)
     if report.skipped:
@@ -64,11 +90,93 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _summary(report: BuildReport, output: str | Path) -> str:
+    m = report.manifest
     return (
         f"indexed {report.documents} documents in {report.seconds:.1f} s "
         f"({report.docs_per_s:.1f} docs/s) -> {Path(output).resolve()} "
-        f"(generation {report.manifest.generation}, dim {report.manifest.dim})"
+        f"({m.index_type} {m.faiss_factory}, generation {m.generation}, dim {m.dim})"
     )
+
+
+def _add_update(index_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = index_sub.add_parser("add", help="upsert a corpus into an index (one new generation)")
+    p.add_argument("--index", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--model", help="default: the model that built the index")
+    p.add_argument("--format", dest="corpus_format", default="auto", choices=["auto", "jsonl", "csv", "tsv"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--chunk-size", type=int, default=4096)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--skip-bad-lines", action="store_true")
+    p.set_defaults(func=_cmd_add)
+    p = index_sub.add_parser("delete", help="delete documents by id")
+    p.add_argument("--index", required=True)
+    p.add_argument("--ids", required=True, nargs="+", help="a file with one id per line, or the ids")
+    p.set_defaults(func=_cmd_delete)
+    p = index_sub.add_parser("stats", help="counts, type, dim, model, generation, size on disk")
+    p.add_argument("--index", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_stats)
+    p = index_sub.add_parser("compact", help="rewrite the index without deleted documents and tombstones")
+    p.add_argument("--index", required=True)
+    p.set_defaults(func=_cmd_compact)
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    from indexer.update import add_corpus
+
+    r = add_corpus(
+        args.index,
+        args.corpus,
+        args.model,
+        args.corpus_format,
+        args.batch_size,
+        args.chunk_size,
+        args.device,
+        args.skip_bad_lines,
+    )
+    for err in r.skipped[:20]:
+        print(f"skipped {err.message}", file=sys.stderr)
+    print(
+        f"added {r.added}, replaced {r.replaced} (generation {r.generation})"
+        + (f"; skipped {len(r.skipped)} bad line(s)" if r.skipped else "")
+    )
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    from indexer.update import delete_ids, read_ids
+
+    r = delete_ids(args.index, read_ids(args.ids))
+    print(
+        f"deleted {r.deleted} (generation {r.generation})"
+        + (f"; not found: {len(r.missing)}" if r.missing else "")
+    )
+    for doc_id in r.missing[:20]:
+        print(f"not found: {doc_id}", file=sys.stderr)
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from indexer.update import stats
+
+    info = stats(args.index)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:18} {value}")
+    return 0
+
+
+def _cmd_compact(args: argparse.Namespace) -> int:
+    from indexer.update import compact
+
+    m = compact(args.index)
+    print(f"compacted to {m.count} documents (generation {m.generation})")
+    return 0
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -279,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     index = sub.add_parser("index", help="build and manage index folders")
     index_sub = index.add_subparsers(dest="index_command", required=True)
     _add_build(index_sub)
+    _add_update(index_sub)
     _add_serve(sub)
     _add_demo(sub)
     _add_train(sub)

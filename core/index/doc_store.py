@@ -1,7 +1,13 @@
-"""``docs.sqlite``: external id <-> int64 id <-> text <-> metadata JSON.
+"""``docs.sqlite``: external id <-> int64 id <-> text <-> metadata JSON, versioned by generation.
 
-WAL mode so readers never block the (single) writer. Connections are per thread because a
-sqlite3 connection must not be shared across threads without our own locking.
+Every row carries the generation that added it and, once deleted or replaced, the generation
+that removed it. A reader pinned to generation G sees exactly the rows live at G, so a writer
+can commit generation G+1 to SQLite before the matching FAISS file and manifest exist, and a
+crash in between is undone by :meth:`DocStore.rollback_after`. Replaced and deleted rows stay
+(their text is still there for readers of older generations) until ``compact``.
+
+WAL mode while writing, so readers never block the single writer; :meth:`seal` leaves WAL mode
+so a published file opens on a read-only mount. Connections are per thread.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,15 +23,22 @@ from typing import Any
 from core.errors import IndexFormatError
 
 DOCS_FILE = "docs.sqlite"
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
     iid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
     text TEXT NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}'
+    metadata TEXT NOT NULL DEFAULT '{}',
+    added_gen INTEGER NOT NULL,
+    deleted_gen INTEGER
 );
+CREATE UNIQUE INDEX IF NOT EXISTS docs_live_id ON docs(id) WHERE deleted_gen IS NULL;
+CREATE INDEX IF NOT EXISTS docs_id ON docs(id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_LIVE = "added_gen <= :g AND (deleted_gen IS NULL OR deleted_gen > :g)"
 
 
 @dataclass
@@ -36,24 +49,34 @@ class Document:
 
 
 class DocStore:
-    def __init__(self, path: Path, readonly: bool = False) -> None:
+    def __init__(self, path: Path, readonly: bool = False, generation: int | None = None) -> None:
+        """``generation``: the generation reads are pinned to (None: every committed row)."""
         self.path = path
         self.readonly = readonly
+        self.generation = generation
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []  # every thread's connection, so close() reaches them
         self._all_lock = threading.Lock()
         if readonly and not path.is_file():
             raise IndexFormatError(f"{path}: missing")
         conn = self._conn()
-        if not readonly:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            conn.commit()
-        else:
-            try:
-                conn.execute("SELECT iid, id, text, metadata FROM docs LIMIT 1").fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise IndexFormatError(f"{path}: not a semsearch document store ({exc})") from exc
+        try:
+            if not readonly:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                conn.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+                conn.commit()
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise IndexFormatError(f"{path}: not a semsearch document store ({exc})") from exc
+        if version is None or int(version[0]) != SCHEMA_VERSION:
+            self.close()
+            raise IndexFormatError(
+                f"{path}: document store schema {version} is not {SCHEMA_VERSION}; rebuild"
+            )
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -68,44 +91,124 @@ class DocStore:
                 self._all.append(conn)
         return conn
 
-    def add_many(self, rows: Iterable[tuple[int, Document]]) -> None:
-        conn = self._conn()
-        with conn:
-            conn.executemany(
-                "INSERT INTO docs (iid, id, text, metadata) VALUES (?, ?, ?, ?)",
-                ((iid, d.id, d.text, json.dumps(d.metadata, ensure_ascii=False)) for iid, d in rows),
-            )
+    def _gen(self) -> int:
+        return self.generation if self.generation is not None else 2**62
 
+    # ------------------------------------------------------------------ reads
     def get_many(self, iids: Sequence[int]) -> dict[int, Document]:
+        """Documents by int id, among the rows live at the pinned generation."""
         out: dict[int, Document] = {}
         conn = self._conn()
         for start in range(0, len(iids), 500):  # stay under SQLite's bound-parameter limit
             part = [int(i) for i in iids[start : start + 500]]
             marks = ",".join("?" * len(part))
-            rows = conn.execute(f"SELECT iid, id, text, metadata FROM docs WHERE iid IN ({marks})", part)
+            rows = conn.execute(
+                f"SELECT iid, id, text, metadata FROM docs WHERE iid IN ({marks}) "
+                f"AND added_gen <= ? AND (deleted_gen IS NULL OR deleted_gen > ?)",
+                [*part, self._gen(), self._gen()],
+            )
             out.update((int(r[0]), Document(r[1], r[2], json.loads(r[3]))) for r in rows)
         return out
 
     def get(self, doc_id: str) -> Document | None:
-        row = self._conn().execute("SELECT id, text, metadata FROM docs WHERE id = ?", (doc_id,)).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT id, text, metadata FROM docs WHERE id = :id AND {_LIVE}",
+                {"id": doc_id, "g": self._gen()},
+            )
+            .fetchone()
+        )
         return Document(row[0], row[1], json.loads(row[2])) if row else None
 
-    def existing(self, doc_ids: Sequence[str]) -> set[str]:
-        """Which of ``doc_ids`` are already stored."""
-        found: set[str] = set()
+    def live_iids(self, doc_ids: Sequence[str]) -> dict[str, int]:
+        """External id -> int id of the live row, for those of ``doc_ids`` that exist."""
+        found: dict[str, int] = {}
         conn = self._conn()
-        for start in range(0, len(doc_ids), 500):  # stay under SQLite's bound-parameter limit
+        for start in range(0, len(doc_ids), 500):
             part = list(doc_ids[start : start + 500])
             marks = ",".join("?" * len(part))
-            found.update(r[0] for r in conn.execute(f"SELECT id FROM docs WHERE id IN ({marks})", part))
+            rows = conn.execute(
+                f"SELECT id, iid FROM docs WHERE id IN ({marks}) AND added_gen <= ? "
+                "AND (deleted_gen IS NULL OR deleted_gen > ?)",
+                [*part, self._gen(), self._gen()],
+            )
+            found.update((r[0], int(r[1])) for r in rows)
         return found
 
+    def existing(self, doc_ids: Sequence[str]) -> set[str]:
+        """Which of ``doc_ids`` are live."""
+        return set(self.live_iids(doc_ids))
+
     def count(self) -> int:
-        return int(self._conn().execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+        return int(
+            self._conn().execute(f"SELECT COUNT(*) FROM docs WHERE {_LIVE}", {"g": self._gen()}).fetchone()[0]
+        )
+
+    def iter_live(self, batch: int = 10_000) -> Iterator[list[tuple[int, Document]]]:
+        """All live rows in int-id order, in batches (for compaction)."""
+        last = -1
+        while True:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT iid, id, text, metadata FROM docs "
+                    f"WHERE iid > :last AND {_LIVE} ORDER BY iid LIMIT :n",
+                    {"last": last, "g": self._gen(), "n": batch},
+                )
+                .fetchall()
+            )
+            if not rows:
+                return
+            yield [(int(r[0]), Document(r[1], r[2], json.loads(r[3]))) for r in rows]
+            last = int(rows[-1][0])
+
+    def next_iid(self) -> int:
+        row = self._conn().execute("SELECT MAX(iid) FROM docs").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    # ----------------------------------------------------------------- writes
+    def apply(
+        self, generation: int, added: Iterable[tuple[int, Document]], deleted_iids: Sequence[int] = ()
+    ) -> None:
+        """In one transaction: mark ``deleted_iids`` deleted and insert ``added``, both at ``generation``."""
+        conn = self._conn()
+        with conn:
+            if deleted_iids:
+                conn.executemany(
+                    "UPDATE docs SET deleted_gen = ? WHERE iid = ? AND deleted_gen IS NULL",
+                    ((generation, int(i)) for i in deleted_iids),
+                )
+            conn.executemany(
+                "INSERT INTO docs (iid, id, text, metadata, added_gen) VALUES (?, ?, ?, ?, ?)",
+                (
+                    (iid, d.id, d.text, json.dumps(d.metadata, ensure_ascii=False), generation)
+                    for iid, d in added
+                ),
+            )
+
+    def add_many(self, rows: Iterable[tuple[int, Document]], generation: int = 1) -> None:
+        self.apply(generation, rows)
+
+    def rollback_after(self, generation: int) -> int:
+        """Undo everything a writer committed after ``generation`` (a crash before its publish)."""
+        conn = self._conn()
+        with conn:
+            removed = conn.execute("DELETE FROM docs WHERE added_gen > ?", (generation,)).rowcount
+            restored = conn.execute(
+                "UPDATE docs SET deleted_gen = NULL WHERE deleted_gen > ?", (generation,)
+            ).rowcount
+        return int(removed + restored)
+
+    def rollback_rows_from(self, iid: int) -> int:
+        """Drop rows with int id >= ``iid`` (a build chunk that was committed but not recorded)."""
+        conn = self._conn()
+        with conn:
+            return int(conn.execute("DELETE FROM docs WHERE iid >= ?", (iid,)).rowcount)
 
     def seal(self) -> None:
-        """Before publish: fold the WAL into the main file and leave WAL mode, so the published
-        ``docs.sqlite`` is one self-contained file that opens on a read-only mount."""
+        """Fold the WAL into the main file and leave WAL mode, so the published ``docs.sqlite``
+        is one self-contained file that opens on a read-only mount."""
         conn = self._conn()
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA journal_mode=DELETE")

@@ -1,22 +1,18 @@
-"""Reading and writing a whole index folder (``index.faiss`` + ``docs.sqlite`` + ``manifest.json``)."""
+"""Opening a published index folder for search (``manifest.json`` + FAISS file + ``docs.sqlite``)."""
 
 from __future__ import annotations
 
 import hashlib
-import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from core.errors import IndexFormatError, InvalidInputError
+from core.errors import IndexFormatError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.manifest import Manifest
-from core.index.publish import publish, staging_dir
-from core.index.vectors import FLAT_FACTORY, VectorIndex
+from core.index.vectors import VectorIndex
 
 INDEX_FILE = "index.faiss"
 
@@ -35,8 +31,28 @@ def file_digest(path: Path) -> dict[str, Any]:
     return {"bytes": path.stat().st_size, "sha256": sha}
 
 
+def load_vectors(path: Path, manifest: Manifest) -> VectorIndex:
+    """The manifest's FAISS file, checked against its recorded size and checksum first: a
+    truncated or altered file gets a clear message instead of an error from inside FAISS."""
+    index_path = path / manifest.index_file
+    if not index_path.is_file():
+        raise IndexFormatError(f"{path}: {manifest.index_file} is missing")
+    expected = manifest.files.get(manifest.index_file)
+    if expected:
+        actual = file_digest(index_path)
+        if actual != expected:
+            raise IndexFormatError(
+                f"{index_path}: size/checksum do not match manifest.json "
+                f"({actual['bytes']} bytes vs {expected.get('bytes')}); the file is truncated or corrupt"
+            )
+    vectors = VectorIndex.load(index_path, manifest.faiss_factory)
+    if vectors.dim != manifest.dim:
+        raise IndexFormatError(f"{index_path}: dim {vectors.dim} but manifest says {manifest.dim}")
+    return vectors
+
+
 class IndexFolder:
-    """A published index folder opened for search."""
+    """A published index folder opened for search, pinned to the generation it was opened at."""
 
     def __init__(self, path: Path, manifest: Manifest, vectors: VectorIndex, store: DocStore) -> None:
         self.path = path
@@ -49,36 +65,36 @@ class IndexFolder:
         path = Path(path).expanduser()
         if not path.is_dir():
             raise IndexFormatError(f"index folder not found: {path}")
-        manifest = Manifest.read(path)
-        index_path = path / INDEX_FILE
-        if not index_path.is_file():
-            raise IndexFormatError(f"{path}: {INDEX_FILE} is missing")
-        expected = manifest.files.get(INDEX_FILE)
-        if expected:
-            # Checked before FAISS sees the bytes: a truncated or altered file gets a clear
-            # message here instead of an obscure error (or worse) from inside FAISS.
-            actual = file_digest(index_path)
-            if actual != expected:
-                raise IndexFormatError(
-                    f"{index_path}: size/checksum do not match manifest.json "
-                    f"({actual['bytes']} bytes vs {expected.get('bytes')}); the file is truncated or corrupt"
-                )
-        vectors = VectorIndex.load(index_path, manifest.faiss_factory)
-        if vectors.dim != manifest.dim:
-            raise IndexFormatError(f"{index_path}: dim {vectors.dim} but manifest says {manifest.dim}")
-        store = DocStore(path / DOCS_FILE, readonly=True)
-        counts = {"manifest": manifest.count, "faiss": vectors.count, "docs.sqlite": store.count()}
-        if len(set(counts.values())) != 1:
+        for attempt in range(3):
+            manifest = Manifest.read(path)
+            try:
+                vectors = load_vectors(path, manifest)
+                break
+            except IndexFormatError:
+                # A writer may have published a newer generation (and removed this file) between
+                # our manifest read and the file read: retry with the new manifest.
+                if attempt == 2 or Manifest.read(path).generation == manifest.generation:
+                    raise
+        store = DocStore(path / DOCS_FILE, readonly=True, generation=manifest.generation)
+        counts = {"manifest": manifest.count, "docs.sqlite": store.count()}
+        if vectors.count != manifest.count + manifest.tombstones or len(set(counts.values())) != 1:
             store.close()
-            raise IndexFormatError(f"{path}: document counts disagree {counts}")
+            raise IndexFormatError(
+                f"{path}: document counts disagree ({counts}, faiss {vectors.count}, "
+                f"tombstones {manifest.tombstones})"
+            )
         return cls(path, manifest, vectors, store)
 
     @property
     def count(self) -> int:
-        return self.vectors.count
+        return self.manifest.count
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
-        scores, ids = self.vectors.search(queries, k)
+    def search(self, queries: np.ndarray, k: int, params: dict[str, Any] | None = None) -> list[list[Hit]]:
+        """Top-k hits per query. Vectors whose document is deleted (HNSW tombstones) are skipped,
+        and the search over-fetches by the tombstone count so that k live hits still come back."""
+        merged = {**self.manifest.search_params, **{k_: v for k_, v in (params or {}).items() if v}}
+        fetch = min(self.vectors.count, k + self.manifest.tombstones)
+        scores, ids = self.vectors.search(queries, fetch, merged)
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
         docs = self.store.get_many(wanted)
         results: list[list[Hit]] = []
@@ -89,6 +105,8 @@ class IndexFolder:
                 if iid < 0 or doc is None:
                     continue
                 hits.append(Hit(doc.id, float(score), doc.text, doc.metadata))
+                if len(hits) == k:
+                    break
             results.append(hits)
         return results
 
@@ -97,57 +115,3 @@ class IndexFolder:
 
     def close(self) -> None:
         self.store.close()
-
-
-class IndexWriter:
-    """Builds a complete index in a staging folder, then publishes it atomically.
-
-    Used as a context manager: an exception discards the staging folder and leaves whatever
-    was at ``output`` untouched.
-    """
-
-    def __init__(self, output: str | Path, manifest: Manifest, factory: str = FLAT_FACTORY) -> None:
-        self.output = Path(output).expanduser()
-        self.manifest = manifest
-        self.staging = staging_dir(self.output)
-        self.vectors = VectorIndex.create(manifest.dim, factory)
-        self.manifest.faiss_factory = factory
-        self.store = DocStore(self.staging / DOCS_FILE)
-        self._next_iid = 0
-        try:  # a rebuild over a published index is its next generation
-            self.manifest.generation = Manifest.read(self.output).generation + 1
-        except IndexFormatError:
-            self.manifest.generation = 1
-
-    def add(self, docs: Sequence[Document], vectors: np.ndarray) -> None:
-        if len(docs) != len(vectors):
-            raise InvalidInputError(f"{len(docs)} documents but {len(vectors)} vectors")
-        iids = np.arange(self._next_iid, self._next_iid + len(docs), dtype=np.int64)
-        # Store first: a failure there leaves FAISS untouched, so the two never disagree.
-        self.store.add_many(zip(iids.tolist(), docs, strict=True))
-        self.vectors.add(iids, vectors)
-        self._next_iid += len(docs)
-
-    def commit(self) -> Manifest:
-        index_path = self.staging / INDEX_FILE
-        self.vectors.save(index_path)
-        self.store.seal()
-        self.store.close()
-        self.manifest.count = self.vectors.count
-        self.manifest.files = {INDEX_FILE: file_digest(index_path)}
-        self.manifest.write(self.staging)  # last: a folder without a manifest is not an index
-        publish(self.staging, self.output)
-        return self.manifest
-
-    def abort(self) -> None:
-        self.store.close()
-        shutil.rmtree(self.staging, ignore_errors=True)
-
-    def __enter__(self) -> IndexWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is not None:
-            self.abort()

@@ -35,7 +35,10 @@ class Manifest:
     created_at: str = field(default_factory=utc_now)
     model_dir: str | None = None
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"bytes", "sha256"}
-    search_params: dict[str, Any] = field(default_factory=dict)
+    search_params: dict[str, Any] = field(default_factory=dict)  # nprobe / ef_search defaults
+    index_file: str = "index.faiss"  # updates write index.g<generation>.faiss beside it
+    tombstones: int = 0  # deleted vectors still inside the FAISS index (HNSW cannot remove)
+    train_size: int = 0  # vectors sampled to train IVF / PQ
     format_version: int = FORMAT_VERSION
 
     def write(self, folder: Path) -> None:

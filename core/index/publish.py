@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import fcntl
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from core.errors import IndexBusyError
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -72,3 +77,34 @@ def publish(staging: Path, output: Path) -> None:
         return
     os.rename(staging, output)
     fsync_path(output.parent)
+
+
+def work_dir(output: Path, kind: str) -> Path:
+    """A deterministic hidden folder beside ``output`` (a resumable build's work folder)."""
+    output = output.resolve()
+    return output.parent / f".{output.name}.{kind}"
+
+
+@contextmanager
+def writer_lock(output: Path) -> Iterator[None]:
+    """One writer per index at a time, across processes: builds, ``add``/``delete``/``compact``
+    and the service's online updates all take this lock (released by the kernel on kill -9)."""
+    output = output.resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    path = output.parent / f".{output.name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise IndexBusyError(f"{output}: another writer is updating this index (lock {path})") from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def replace_file(tmp: Path, final: Path) -> None:
+    """fsync ``tmp``, rename it over ``final`` and fsync the folder: all or nothing."""
+    fsync_path(tmp)
+    os.replace(tmp, final)
+    fsync_path(final.parent)

@@ -13,9 +13,10 @@ import pytest
 
 from core.errors import IndexFormatError, IndexMismatchError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
-from core.index.folder import INDEX_FILE, IndexFolder, IndexWriter
+from core.index.folder import INDEX_FILE, IndexFolder
 from core.index.manifest import FORMAT_VERSION, MANIFEST, Manifest
 from core.index.vectors import VectorIndex
+from core.index.writer import IndexWriter
 
 DIM = 8
 

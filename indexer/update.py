@@ -1,0 +1,130 @@
+"""``semsearch index add / delete / stats / compact``: change a published index in place.
+
+``add`` upserts a whole corpus file as ONE new generation: every chunk is written pending, and
+the generation is published at the end, so a failure half-way publishes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.corpus import read_corpus
+from core.defaults import default_model_dir
+from core.encoder import Encoder
+from core.errors import DataError
+from core.index.folder import IndexFolder
+from core.index.manifest import Manifest
+from core.index.mutable import MutableIndex, UpdateResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AddReport:
+    generation: int
+    added: int
+    replaced: int
+    skipped: list[DataError]
+
+
+def model_for(index: Path, model: str | None) -> Path:
+    """--model, else the model that built the index, else the packaged default."""
+    if model:
+        return Path(model)
+    recorded = Manifest.read(index).model_dir
+    return Path(recorded) if recorded and Path(recorded).is_dir() else default_model_dir()
+
+
+def add_corpus(
+    index: str | Path,
+    corpus: str | Path,
+    model: str | None = None,
+    corpus_format: str = "auto",
+    batch_size: int = 64,
+    chunk_size: int = 4096,
+    device: str = "auto",
+    skip_bad_lines: bool = False,
+) -> AddReport:
+    index = Path(index)
+    skipped: list[DataError] = []
+    added = replaced = 0
+    with MutableIndex(index) as target:
+        encoder = Encoder.load(model_for(index, model), device)
+        target.check_model(encoder.fingerprint, encoder.dim)
+        chunk: list[Any] = []
+        seen: dict[str, int] = {}
+
+        def flush() -> None:
+            nonlocal added, replaced
+            docs = [r.doc for r in chunk]
+            result = target.upsert(docs, encoder.encode([d.text for d in docs], batch_size), commit=False)
+            added += result.added
+            replaced += result.replaced
+            chunk.clear()
+
+        for row in read_corpus(corpus, corpus_format, skip_bad_lines, skipped):
+            if row.doc.id in seen:
+                raise DataError(
+                    corpus, row.line, f"duplicate id {row.doc.id!r} (first on line {seen[row.doc.id]})"
+                )
+            seen[row.doc.id] = row.line
+            chunk.append(row)
+            if len(chunk) >= chunk_size:
+                flush()
+        if chunk:
+            flush()
+        if not seen:
+            raise DataError(corpus, None, "no documents to add")
+        generation = target.commit()
+    return AddReport(generation, added, replaced, skipped)
+
+
+def read_ids(args: list[str]) -> list[str]:
+    """``--ids FILE`` (one id per line) or the ids themselves."""
+    if len(args) == 1 and Path(args[0]).is_file():
+        path = Path(args[0])
+        return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    return args
+
+
+def delete_ids(index: str | Path, ids: list[str]) -> UpdateResult:
+    with MutableIndex(index) as target:
+        return target.delete(ids)
+
+
+def compact(index: str | Path) -> Manifest:
+    with MutableIndex(index) as target:
+        return target.compact()
+
+
+def disk_usage(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def stats(index: str | Path) -> dict[str, Any]:
+    path = Path(index)
+    folder = IndexFolder.open(path)
+    try:
+        m = folder.manifest
+        return {
+            "path": str(path.resolve()),
+            "documents": m.count,
+            "vectors": folder.vectors.count,
+            "tombstones": m.tombstones,
+            "index_type": m.index_type,
+            "faiss_factory": m.faiss_factory,
+            "search_params": m.search_params,
+            "dim": m.dim,
+            "metric": m.metric,
+            "precision": m.precision,
+            "model_fingerprint": m.model_fingerprint,
+            "model_dir": m.model_dir,
+            "generation": m.generation,
+            "created_at": m.created_at,
+            "size_bytes": disk_usage(path),
+        }
+    finally:
+        folder.close()

@@ -1,0 +1,176 @@
+"""add / delete / upsert / stats / compact on published indexes, and their consistency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.encoder import Encoder
+from core.errors import IndexMismatchError
+from core.index.doc_store import Document
+from core.index.folder import IndexFolder
+from core.index.manifest import Manifest
+from core.index.mutable import MutableIndex
+from core.index.writer import IndexWriter
+from indexer.build import BuildConfig, build_index
+from indexer.update import add_corpus, compact, delete_ids, read_ids, stats
+from semsearch.cli import main
+
+
+def _build(
+    tmp: Path, model: Path, encoder: Encoder, docs: list[dict[str, Any]], jsonl_writer, **kw: Any
+) -> Path:
+    corpus = jsonl_writer(tmp / "base.jsonl", docs)
+    out = tmp / "idx"
+    build_index(
+        BuildConfig(model=str(model), corpus=str(corpus), output=str(out), progress=False, **kw), encoder
+    )
+    return out
+
+
+def _search_ids(index: Path, encoder: Encoder, text: str, k: int = 5) -> list[str]:
+    folder = IndexFolder.open(index)
+    try:
+        return [h.id for h in folder.search(encoder.encode([text]), k)[0]]
+    finally:
+        folder.close()
+
+
+@pytest.mark.parametrize("index_type", ["flat", "hnsw"])
+def test_add_upsert_delete_compact(
+    tmp_path: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_docs, jsonl_writer, index_type: str
+) -> None:
+    out = _build(tmp_path, tiny_model_dir, tiny_encoder, tiny_docs[:30], jsonl_writer, index_type=index_type)
+    gen0 = Manifest.read(out).generation
+    new = [*tiny_docs[30:35], {"id": tiny_docs[0]["id"], "text": tiny_docs[40]["text"], "metadata": {"v": 2}}]
+    report = add_corpus(out, jsonl_writer(tmp_path / "more.jsonl", new), str(tiny_model_dir), device="cpu")
+    assert (report.added, report.replaced, report.generation) == (5, 1, gen0 + 1)
+    info = stats(out)
+    assert info["documents"] == 35 and info["generation"] == gen0 + 1
+    assert info["tombstones"] == (1 if index_type == "hnsw" else 0)
+    # the replaced document answers with its new text, and its old text no longer finds it first
+    assert _search_ids(out, tiny_encoder, tiny_docs[40]["text"])[0] == tiny_docs[0]["id"]
+    folder = IndexFolder.open(out)
+    assert folder.get(tiny_docs[0]["id"]) == Document(tiny_docs[0]["id"], tiny_docs[40]["text"], {"v": 2})
+    folder.close()
+    assert _search_ids(out, tiny_encoder, tiny_docs[31]["text"])[0] == tiny_docs[31]["id"]
+
+    gone = [tiny_docs[5]["id"], tiny_docs[31]["id"]]
+    result = delete_ids(out, [*gone, "no-such-id"])
+    assert result.deleted == 2 and result.missing == ["no-such-id"]
+    for doc in (tiny_docs[5], tiny_docs[31]):
+        hits = _search_ids(out, tiny_encoder, doc["text"], k=34)
+        assert doc["id"] not in hits
+        assert len(hits) == 33  # k hits still come back although tombstones sit in the way (HNSW)
+    before = stats(out)
+    assert before["tombstones"] == (3 if index_type == "hnsw" else 0)
+    manifest = compact(out)
+    after = stats(out)
+    assert after["tombstones"] == 0 and after["documents"] == 33 == manifest.count
+    assert after["vectors"] == 33 and after["generation"] == before["generation"] + 1
+    assert _search_ids(out, tiny_encoder, tiny_docs[12]["text"])[0] == tiny_docs[12]["id"]
+
+
+def test_add_with_another_model_is_refused(
+    tmp_path: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_docs, jsonl_writer, minilm_dir: Path
+) -> None:
+    out = _build(tmp_path, tiny_model_dir, tiny_encoder, tiny_docs[:10], jsonl_writer)
+    with pytest.raises(IndexMismatchError, match="dim"):
+        add_corpus(out, jsonl_writer(tmp_path / "m.jsonl", tiny_docs[10:12]), str(minilm_dir), device="cpu")
+    assert stats(out)["documents"] == 10
+
+
+def test_failed_add_publishes_nothing(
+    tmp_path: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_docs, jsonl_writer
+) -> None:
+    out = _build(tmp_path, tiny_model_dir, tiny_encoder, tiny_docs[:10], jsonl_writer)
+    before = stats(out)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps(d) + "\n" for d in tiny_docs[10:20]) + "{not json\n")
+    with pytest.raises(Exception, match=r"bad\.jsonl:11"):
+        add_corpus(out, bad, str(tiny_model_dir), device="cpu", chunk_size=3)
+    after = stats(out)
+    assert (after["documents"], after["generation"]) == (before["documents"], before["generation"])
+    # and the rows of the failed add were rolled back: the next add starts from a clean store
+    add_corpus(out, jsonl_writer(tmp_path / "ok.jsonl", tiny_docs[10:12]), str(tiny_model_dir), device="cpu")
+    assert stats(out)["documents"] == 12
+
+
+def test_cli_add_delete_stats_compact(
+    tmp_path: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_docs, jsonl_writer, capsys
+) -> None:
+    out = _build(tmp_path, tiny_model_dir, tiny_encoder, tiny_docs[:10], jsonl_writer)
+    more = jsonl_writer(tmp_path / "more.jsonl", tiny_docs[10:13])
+    assert (
+        main(["index", "add", "--index", str(out), "--corpus", str(more), "--model", str(tiny_model_dir)])
+        == 0
+    )
+    assert "added 3, replaced 0" in capsys.readouterr().out
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"{tiny_docs[0]['id']}\n{tiny_docs[1]['id']}\n")
+    assert read_ids([str(ids)]) == [tiny_docs[0]["id"], tiny_docs[1]["id"]]
+    assert main(["index", "delete", "--index", str(out), "--ids", str(ids)]) == 0
+    assert "deleted 2" in capsys.readouterr().out
+    assert main(["index", "stats", "--index", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["documents"] == 11 and info["dim"] == 32 and info["size_bytes"] > 0
+    assert info["model_fingerprint"] == tiny_encoder.fingerprint
+    assert main(["index", "compact", "--index", str(out)]) == 0
+    assert "compacted to 11 documents" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ property: store == vectors
+
+DIM = 8
+OPS = st.lists(
+    st.tuples(st.sampled_from(["upsert", "delete"]), st.lists(st.integers(0, 14), min_size=1, max_size=5)),
+    min_size=1,
+    max_size=8,
+)
+
+
+def _vec(key: int, version: int) -> np.ndarray:
+    v = np.random.default_rng(key * 1000 + version).normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.mark.parametrize("factory", ["IDMap2,Flat", "IDMap2,HNSW32"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_random_updates_keep_store_and_index_consistent(tmp_path_factory, factory: str, ops) -> None:
+    out = tmp_path_factory.mktemp("prop") / "idx"
+    manifest = Manifest(model_fingerprint="x" * 64, dim=DIM, normalized=True, count=0, max_seq_length=8)
+    with IndexWriter(out, manifest, factory) as writer:
+        writer.add([Document("k0", "text 0 v0")], _vec(0, 0)[None, :])
+        writer.commit()
+    model: dict[str, int] = {"k0": 0}  # id -> version
+    version = 0
+    for op, keys in ops:
+        with MutableIndex(out) as index:
+            if op == "upsert":
+                version += 1
+                uniq = list(dict.fromkeys(keys))
+                docs = [Document(f"k{k}", f"text {k} v{version}") for k in uniq]
+                index.upsert(docs, np.vstack([_vec(k, version) for k in uniq]))
+                model.update({f"k{k}": version for k in uniq})
+            else:
+                index.delete([f"k{k}" for k in keys])
+                for k in keys:
+                    model.pop(f"k{k}", None)
+        folder = IndexFolder.open(out)
+        try:
+            assert folder.count == len(model)
+            for doc_id, ver in model.items():
+                key = int(doc_id[1:])
+                assert folder.get(doc_id) == Document(doc_id, f"text {key} v{ver}")
+                hits = folder.search(_vec(key, ver)[None, :], len(model))[0]
+                assert hits[0].id == doc_id  # exact vector: first hit
+                assert {h.id for h in hits} == set(model)  # every live doc, nothing deleted
+        finally:
+            folder.close()
