@@ -1,0 +1,147 @@
+"""kill -9 at random points of a build, then resume: the result equals an uninterrupted build."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.index.folder import IndexFolder
+
+pytestmark = pytest.mark.slow
+
+N_DOCS = 20_000
+WORDS = "the a cat dog bird fish star moon sun rain snow wind bread soup code bug team goal song band".split()
+
+
+@pytest.fixture(scope="module")
+def big_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("resume") / "corpus.jsonl"
+    with path.open("w") as fh:
+        for i in range(N_DOCS):
+            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12)))
+            fh.write(json.dumps({"id": f"d{i}", "text": text, "metadata": {"n": i}}) + "\n")
+    return path
+
+
+def _cmd(model: Path, corpus: Path, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "semsearch.cli",
+        "index",
+        "build",
+        "--model",
+        str(model),
+        "--corpus",
+        str(corpus),
+        "--output",
+        str(out),
+        "--chunk-size",
+        "400",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
+
+
+def _rows_done(work: Path) -> int:
+    try:
+        return int(json.loads((work / "build_state.json").read_text())["rows_done"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def _kill_when(cmd: list[str], work: Path, done: Callable[[], bool], limit_s: float = 120) -> bool:
+    """Start a build and kill -9 it once ``done()``; returns False if it finished first."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + limit_s
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if done():
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                return True
+            time.sleep(0.005)
+        return False
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def _contents(out: Path) -> tuple[list[str], np.ndarray]:
+    folder = IndexFolder.open(out)
+    try:
+        iids = list(range(folder.count))
+        docs = folder.store.get_many(iids)
+        ids = [docs[i].id for i in iids]
+        vectors = np.vstack([folder.vectors.index.reconstruct(i) for i in iids[::7]])
+        return ids, vectors
+    finally:
+        folder.close()
+
+
+def test_kill9_then_resume_equals_uninterrupted(
+    tmp_path: Path, tiny_model_dir: Path, big_corpus: Path
+) -> None:
+    reference = tmp_path / "reference"
+    subprocess.run(_cmd(tiny_model_dir, big_corpus, reference), check=True, timeout=300)
+
+    out = tmp_path / "resumed"
+    work = out.parent / f".{out.name}.building"
+    cmd = _cmd(tiny_model_dir, big_corpus, out)
+    rng = random.Random(42)
+    kills = 0
+    for threshold in sorted(rng.sample(range(400, N_DOCS - 400, 400), 3)):
+        # mid-chunk, soon after a given number of documents is checkpointed
+        if _kill_when(cmd, work, lambda t=threshold: _rows_done(work) >= t):
+            kills += 1
+            assert not out.exists()  # nothing published yet
+            state_rows = _rows_done(work)
+            assert state_rows >= threshold
+    # once more while the FAISS index is being written and published
+    if _kill_when(cmd, work, lambda: (work / "index.faiss").exists() or _rows_done(work) >= N_DOCS):
+        kills += 1
+    assert kills >= 3
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "indexed 20000 documents" in result.stdout
+
+    ref_ids, ref_vecs = _contents(reference)
+    ids, vecs = _contents(out)
+    assert ids == ref_ids
+    np.testing.assert_allclose(vecs, ref_vecs, atol=1e-6)
+    assert not work.exists()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "build_config.json",
+        "docs.sqlite",
+        "index.faiss",
+        "manifest.json",
+    ]
+
+
+def test_changed_corpus_starts_over(tmp_path: Path, tiny_model_dir: Path, big_corpus: Path) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_bytes(big_corpus.read_bytes())
+    out = tmp_path / "idx"
+    work = out.parent / f".{out.name}.building"
+    assert _kill_when(_cmd(tiny_model_dir, corpus, out), work, lambda: _rows_done(work) >= 800)
+    with corpus.open("a") as fh:
+        fh.write(json.dumps({"id": "extra", "text": "the new cat"}) + "\n")
+    result = subprocess.run(_cmd(tiny_model_dir, corpus, out), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "discarding the interrupted build" in result.stderr
+    assert f"indexed {N_DOCS + 1} documents" in result.stdout
