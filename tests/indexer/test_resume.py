@@ -20,9 +20,28 @@ from core.index.folder import IndexFolder
 pytestmark = pytest.mark.slow
 
 N_DOCS = 20_000
-WORDS = (
-    "the a cat dog bird fish star moon sun rain snow wind bread soup code bug team goal song band"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "star",
+    "moon",
+    "sun",
+    "rain",
+    "snow",
+    "wind",
+    "bread",
+    "soup",
+    "code",
+    "bug",
+    "team",
+    "goal",
+    "song",
+    "band",
+]
 
 
 @pytest.fixture(scope="module")
