@@ -49,3 +49,22 @@ def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 where the hardware computes it natively, else fp32; an explicit request the
+    hardware cannot honour is an error, not a silent fallback."""
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    if precision == "bf16" and not bf16_supported(device):
+        raise InvalidInputError(
+            f"bf16 requested but {device} has no native bf16 (avx512_bf16/AMX or CUDA sm80+)"
+        )
+    if precision == "fp16" and device.type != "cuda":
+        raise InvalidInputError("fp16 is for CUDA devices; on CPU use bf16 or fp32")
+    return precision

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.device import offline_mode, resolve_device
+from core.device import offline_mode, resolve_device, resolve_precision
 from core.errors import InvalidInputError, ModelFormatError
 from core.model_folder import fingerprint, read_spec, weight_files, write_st_layout
 from core.pooling import Features, Normalize, Pooling
@@ -48,7 +48,8 @@ class Transformer(nn.Module):
         if self.use_token_type_ids and "token_type_ids" in features:
             inputs["token_type_ids"] = features["token_type_ids"]
         out = self.auto_model(**inputs, return_dict=True)
-        features["token_embeddings"] = out.last_hidden_state
+        # Pooling and normalisation run in float32 whatever the weights' precision.
+        features["token_embeddings"] = out.last_hidden_state.float()
         return features
 
 
@@ -75,6 +76,7 @@ class Encoder:
         self.do_lower_case = do_lower_case
         self.fingerprint = model_fingerprint
         self.source = source
+        self.precision = "fp32"
         use_tt = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
         modules: list[nn.Module] = [Transformer(model, use_tt), pooling]
         if normalize:
@@ -142,6 +144,17 @@ class Encoder:
         write_st_layout(root, self.pooling, self.normalize, self.max_seq_length, self.do_lower_case)
         self.fingerprint = fingerprint(root, self.pooling.config(), self.normalize)
         self.source = root
+
+    def to_precision(self, precision: str) -> str:
+        """Cast the transformer for inference: ``fp32``, ``bf16`` (native on AMX/avx512_bf16 CPUs
+        and recent GPUs), ``fp16`` (CUDA only) or ``auto`` (bf16 where native, else fp32).
+        Returns the precision in use. Not for training, which keeps fp32 weights."""
+        chosen = resolve_precision(precision, self.device)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[chosen]
+        self.net[0].to(dtype)
+        self.precision = chosen
+        log.info("encoder precision %s on %s", chosen, self.device)
+        return chosen
 
     def set_max_seq_length(self, max_seq_length: int) -> None:
         """Change where tokenisation truncates (bounded by the model's position embeddings)."""

@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,13 @@ class BuildConfig:
     batch_size: int = 64
     chunk_size: int = 4096  # documents embedded and checkpointed per step; bounds memory
     device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 where native)
     skip_bad_lines: bool = False
     resume: bool = True  # continue a matching interrupted build (False: start over)
+    engine: str = "local"  # local | ray
+    ray_address: str | None = None  # None: start a local Ray
+    ray_actors: int = 2
+    ray_cpus_per_actor: int = 1
     seed: int = 1234
     progress: bool = True
 
@@ -90,6 +96,7 @@ def _build_key(cfg: BuildConfig, encoder: Encoder) -> str:
         "batch": cfg.batch_size,
         "max_seq_length": encoder.max_seq_length,
         "skip_bad": cfg.skip_bad_lines,
+        "precision": encoder.precision,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -182,6 +189,8 @@ def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport
         raise DataError(cfg.corpus, None, "corpus file not found")
     with writer_lock(output):
         encoder = encoder or Encoder.load(cfg.model, cfg.device)
+        if cfg.precision != encoder.precision:
+            encoder.to_precision(cfg.precision)
         return _build(cfg, encoder, output)
 
 
@@ -193,6 +202,30 @@ def _completed(path: Path, key: str) -> bool:
         ) == key
     except (OSError, ValueError):
         return False
+
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def _embedder(cfg: BuildConfig, encoder: Encoder) -> tuple[Embed, Callable[[], None]]:
+    """(embed function, cleanup) for the chosen engine."""
+    if cfg.engine == "local":
+        return (lambda texts: encoder.encode(texts, batch_size=cfg.batch_size)), (lambda: None)
+    if cfg.engine != "ray":
+        raise InvalidInputError(f"unknown engine {cfg.engine!r}; use local or ray")
+    from indexer.ray_engine import RayEmbedder
+
+    ray = RayEmbedder(
+        str(Path(cfg.model).resolve()),
+        encoder.dim,
+        cfg.device,
+        encoder.precision,
+        cfg.batch_size,
+        cfg.ray_address,
+        cfg.ray_actors,
+        cfg.ray_cpus_per_actor,
+    )
+    return ray, ray.close
 
 
 def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
@@ -209,6 +242,7 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
         log.info("resuming the build in %s: %d documents already embedded", work.path, resumed_from)
     skipped: list[DataError] = []
     rows = read_corpus(cfg.corpus, cfg.corpus_format, cfg.skip_bad_lines, skipped)
+    embed, cleanup = _embedder(cfg, encoder)
     bar = tqdm(desc="embedding", unit="doc", initial=resumed_from, disable=not cfg.progress, file=sys.stderr)
     try:
         chunk: list[CorpusRow] = []
@@ -219,11 +253,11 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
                 continue  # embedded before the interruption: re-read, not re-embedded
             chunk.append(row)
             if len(chunk) >= cfg.chunk_size:
-                _embed_chunk(chunk, work, encoder, cfg)
+                _embed_chunk(chunk, work, embed, encoder.normalize, cfg)
                 bar.update(len(chunk))
                 chunk = []
         if chunk:
-            _embed_chunk(chunk, work, encoder, cfg)
+            _embed_chunk(chunk, work, embed, encoder.normalize, cfg)
             bar.update(len(chunk))
     except (DataError, InvalidInputError):
         work.store.close()
@@ -231,6 +265,7 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
         raise
     finally:
         bar.close()
+        cleanup()
     total = work.state["rows_done"]
     if total == 0:
         work.store.close()
@@ -243,11 +278,13 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
     return BuildReport(manifest, total, skipped, time.perf_counter() - started, resumed_from)
 
 
-def _embed_chunk(chunk: list[CorpusRow], work: _Work, encoder: Encoder, cfg: BuildConfig) -> None:
+def _embed_chunk(
+    chunk: list[CorpusRow], work: _Work, embed: Embed, normalized: bool, cfg: BuildConfig
+) -> None:
     _check_duplicates(chunk, work.store, cfg.corpus)
     docs = [r.doc for r in chunk]
-    vectors = encoder.encode([d.text for d in docs], batch_size=cfg.batch_size)
-    if not encoder.normalize:  # inner product == cosine only on unit vectors
+    vectors = embed([d.text for d in docs])
+    if not normalized:  # inner product == cosine only on unit vectors
         vectors = _normalise(vectors)
     work.add_chunk(docs, vectors)
 
@@ -276,6 +313,7 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
         count=total,
         max_seq_length=encoder.max_seq_length,
         model_dir=str(Path(cfg.model).resolve()),
+        precision=encoder.precision,
         faiss_factory=plan.factory,
         index_type=plan.index_type,
         generation=generation,

@@ -56,6 +56,18 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="continue an interrupted build (also the default when its corpus and settings match)",
     )
     p.add_argument("--fresh", action="store_true", help="discard an interrupted build and start over")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="encoder precision (auto: bf16 where the CPU/GPU computes it natively)",
+    )
+    p.add_argument(
+        "--engine", default="local", choices=["local", "ray"], help="ray: embed on a Ray actor pool"
+    )
+    p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--ray-actors", type=int, default=2, help="actors, one model each")
+    p.add_argument("--ray-cpus-per-actor", type=int, default=1)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_build)
 
@@ -63,6 +75,7 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _cmd_build(args: argparse.Namespace) -> int:
     from core.defaults import default_model_dir
     from indexer.build import BuildConfig, build_index
+    from indexer.ray_engine import RAY_CHUNK_SIZE
 
     cfg = BuildConfig(
         model=args.model or str(default_model_dir()),
@@ -70,12 +83,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
         output=args.output,
         corpus_format=args.corpus_format,
         batch_size=args.batch_size,
-        chunk_size=args.chunk_size,
+        chunk_size=args.chunk_size or (RAY_CHUNK_SIZE if args.engine == "ray" else 4096),
         device=args.device,
         skip_bad_lines=args.skip_bad_lines,
         index_type=args.index_type,
         memory_budget_mb=args.memory_budget,
         resume=not args.fresh,
+        engine=args.engine,
+        precision=args.precision,
+        ray_address=args.ray_address,
+        ray_actors=args.ray_actors,
+        ray_cpus_per_actor=args.ray_cpus_per_actor,
         progress=not args.no_progress,
     )
     report = build_index(cfg)

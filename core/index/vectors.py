@@ -115,10 +115,18 @@ class VectorIndex:
         return vectors
 
     def train(self, sample: np.ndarray, seed: int = 1234) -> None:
+        """Train IVF / PQ. k-means runs on the GPU when this faiss has GPU support (faiss-gpu);
+        the index itself stays a CPU index, so it is saved and served like any other."""
         sample = self._check(sample)
         ivf = _ivf(self.index)
         if ivf is not None:
             ivf.cp.seed = seed  # reproducible centroids: a resumed build equals an uninterrupted one
+            gpus = gpu_count()
+            if gpus:
+                ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(self.dim))
+                log.info("training %s on %d GPU(s)", self.factory, gpus)
+            else:
+                log.info("training %s on CPU (this faiss has no GPU support or sees no GPU)", self.factory)
         with self._lock:
             self.index.train(sample)
 
@@ -174,6 +182,12 @@ class VectorIndex:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
             raise IndexFormatError(f"{path}: not a readable FAISS index ({first})") from exc
         return cls(index, factory)
+
+
+def gpu_count() -> int:
+    """GPUs visible to faiss: 0 with faiss-cpu."""
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get is not None else 0
 
 
 def _inner(index: faiss.Index) -> faiss.Index:
