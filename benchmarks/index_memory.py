@@ -1,0 +1,88 @@
+"""Peak memory of ``semsearch index build`` as the corpus grows 10x (default 20k -> 200k docs).
+
+    python benchmarks/index_memory.py --data ../shared/data --sizes 20000 200000 --out /tmp/bench-mem
+
+The corpus is real sentences (SNLI dev/test premises and hypotheses, about 14 tokens each),
+repeated with fresh ids to each size. Each build runs as its own process, with the packaged
+all-MiniLM-L6-v2, ``--index-type flat`` and ``--precision auto``; its peak RSS comes from
+``getrusage(RUSAGE_CHILDREN)``. A flat index must hold its vectors in memory (n x 384 x 4 bytes),
+so that part grows by design; the rest (reader, shards, SQLite, batches) should not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def sentences(data: Path) -> list[str]:
+    snli = data / "snli-dev-test-esnli"
+    out: list[str] = []
+    for name in ("s1.dev", "s2.dev", "s1.test", "s2.test"):
+        out.extend(line.strip() for line in (snli / name).read_text().splitlines() if line.strip())
+    return list(dict.fromkeys(out))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--precision", default="auto")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = sentences(args.data)
+    rows = []
+    for n in args.sizes:
+        corpus = args.out / f"corpus-{n}.jsonl"
+        with corpus.open("w") as fh:
+            for i in range(n):
+                fh.write(json.dumps({"id": f"d{i}", "text": base[i % len(base)]}) + "\n")
+        t0 = time.perf_counter()
+        cmd = [
+            sys.executable,
+            "-m",
+            "semsearch.cli",
+            "index",
+            "build",
+            "--corpus",
+            str(corpus),
+            "--output",
+            str(args.out / f"idx-{n}"),
+            "--index-type",
+            "flat",
+            "--precision",
+            args.precision,
+            "--no-progress",
+        ]
+        log = (args.out / f"build-{n}.log").open("w")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        seconds = time.perf_counter() - t0
+        summary = proc.stdout.read().strip() if proc.stdout else ""
+        if status != 0:
+            print(f"build of {n} docs failed; see {log.name}", file=sys.stderr)
+            return 1
+        rows.append(
+            {
+                "docs": n,
+                "peak_rss_mb": usage.ru_maxrss / 1024,
+                "vectors_mb": n * 384 * 4 / 2**20,
+                "seconds": seconds,
+                "summary": summary,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    result = {"machine": f"{platform.machine()}", "date": time.strftime("%Y-%m-%d"), "rows": rows}
+    (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
