@@ -27,5 +27,5 @@ async def ready(engine: EngineDep) -> ReadyResponse:
         model_fingerprint=manifest.model_fingerprint,
         dim=manifest.dim,
         device=str(engine.encoder.device),
-        precision="fp32",
+        precision=engine.encoder.precision,
     )
