@@ -96,6 +96,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--max-steps", type=int, default=0, help="cap both runs (smoke test); 0 = full epoch")
     ap.add_argument("--precision", default="auto", help="our precision (auto picks bf16 where native)")
+    ap.add_argument(
+        "--weight-decay", type=float, default=0.01, help="ours (sentence-transformers' trainer uses 0.0)"
+    )
+    ap.add_argument(
+        "--weight-decay", type=float, default=0.01, help="ours; sentence-transformers' trainer default is 0.0"
+    )
     ap.add_argument("--skip-theirs", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -129,12 +135,14 @@ def main() -> int:
         seed=args.seed,
         checkpoint_steps=0,
         max_steps=args.max_steps,
+        weight_decay=args.weight_decay,
         precision=args.precision,
         progress=False,
     )
     summary = train_bi_encoder(cfg)
     results["ours_examples_per_s"] = summary["examples_per_s"]
     results["ours_precision"] = summary["precision"]
+    results["ours_weight_decay"] = args.weight_decay
     results["ours_spearman"] = eval_sts_file(args.out / "ours", test).spearman
     if not args.skip_theirs:
         results["theirs_examples_per_s"] = run_theirs(args, model_dir, train, args.out)

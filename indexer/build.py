@@ -194,14 +194,18 @@ def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport
         return _build(cfg, encoder, output)
 
 
-def _completed(path: Path, key: str) -> bool:
-    """A work folder whose index is complete (killed after the manifest, before the swap)."""
+_INDEX_SETTINGS = ("index_type", "memory_budget_mb", "seed")
+
+
+def _completed(path: Path, key: str, cfg: BuildConfig) -> bool:
+    """A work folder whose index is complete (killed after the manifest, before the swap), made
+    from the same embeddings and with the same index settings."""
     try:
-        return (path / MANIFEST).is_file() and json.loads((path / CONFIG_FILE).read_text()).get(
-            "build_key"
-        ) == key
+        done = json.loads((path / CONFIG_FILE).read_text())
     except (OSError, ValueError):
         return False
+    same = all(done.get(k) == getattr(cfg, k) for k in _INDEX_SETTINGS)
+    return (path / MANIFEST).is_file() and done.get("build_key") == key and same
 
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -232,9 +236,11 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
     started = time.perf_counter()
     key = _build_key(cfg, encoder)
     pending = work_dir(output, "building")
-    if cfg.resume and _completed(pending, key):
+    if cfg.resume and _completed(pending, key, cfg):
+        manifest = Manifest.read(pending)
+        manifest.generation = _next_generation(output)  # the output may have moved on meanwhile
+        manifest.write(pending)
         publish(pending, output)
-        manifest = Manifest.read(output)
         return BuildReport(manifest, manifest.count, [], time.perf_counter() - started, manifest.count)
     work = _Work(cfg, key)
     resumed_from = work.state["rows_done"]
@@ -289,6 +295,13 @@ def _embed_chunk(
     work.add_chunk(docs, vectors)
 
 
+def _next_generation(output: Path) -> int:
+    try:
+        return Manifest.read(output).generation + 1
+    except IndexFormatError:
+        return 1
+
+
 def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Manifest:
     total = work.state["rows_done"]
     budget = cfg.memory_budget_mb * 2**20 if cfg.memory_budget_mb else None
@@ -302,10 +315,7 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
     index_path = work.path / INDEX_FILE
     vectors.save(index_path)
     fsync_path(index_path)
-    try:
-        generation = Manifest.read(output).generation + 1
-    except IndexFormatError:
-        generation = 1
+    generation = _next_generation(output)
     manifest = Manifest(
         model_fingerprint=encoder.fingerprint or "",
         dim=encoder.dim,
@@ -325,8 +335,8 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
     work.store.close()
     # The shards and the progress record are not part of the index: drop them before the
     # manifest marks the folder complete (a crash in between restarts the build, safely).
+    (work.path / STATE_FILE).unlink(missing_ok=True)  # first: a state naming missing shards would wedge
     shutil.rmtree(work.path / SHARDS, ignore_errors=True)
-    (work.path / STATE_FILE).unlink(missing_ok=True)
     _write_json(work.path / CONFIG_FILE, {**dataclasses.asdict(cfg), "build_key": work.key})
     manifest.write(work.path)
     return manifest

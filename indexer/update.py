@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.corpus import read_corpus
 from core.defaults import default_model_dir
 from core.encoder import Encoder
@@ -54,13 +56,17 @@ def add_corpus(
     with MutableIndex(index) as target:
         encoder = Encoder.load(model_for(index, model), device)
         target.check_model(encoder.fingerprint, encoder.dim)
+        encoder.to_precision(target.manifest.precision)  # the precision the index was built at
         chunk: list[Any] = []
         seen: dict[str, int] = {}
 
         def flush() -> None:
             nonlocal added, replaced
             docs = [r.doc for r in chunk]
-            result = target.upsert(docs, encoder.encode([d.text for d in docs], batch_size), commit=False)
+            vectors = encoder.encode([d.text for d in docs], batch_size)
+            if not encoder.normalize:  # the index holds unit vectors: inner product == cosine
+                vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+            result = target.upsert(docs, vectors, commit=False)
             added += result.added
             replaced += result.replaced
             chunk.clear()

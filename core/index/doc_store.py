@@ -7,7 +7,9 @@ crash in between is undone by :meth:`DocStore.rollback_after`. Replaced and dele
 (their text is still there for readers of older generations) until ``compact``.
 
 WAL mode while writing, so readers never block the single writer; :meth:`seal` leaves WAL mode
-so a published file opens on a read-only mount. Connections are per thread.
+so a published file opens on a read-only mount. Each store holds ONE connection, opened at
+construction and shared by threads under a lock: a folder swapped or deleted later cannot
+redirect a reader to another folder's file (an open file stays the file it was).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,12 +57,17 @@ class DocStore:
         self.path = path
         self.readonly = readonly
         self.generation = generation
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []  # every thread's connection, so close() reaches them
-        self._all_lock = threading.Lock()
+        self._lock = threading.RLock()
         if readonly and not path.is_file():
             raise IndexFormatError(f"{path}: missing")
-        conn = self._conn()
+        if readonly:
+            uri = f"file:{path}?mode=ro"
+            self._db: sqlite3.Connection | None = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        else:
+            self._db = sqlite3.connect(path, check_same_thread=False)
+            self._db.execute("PRAGMA synchronous=FULL")
+        conn = self._db
+        conn.execute("PRAGMA busy_timeout=5000")
         try:
             if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -78,18 +86,20 @@ class DocStore:
                 f"{path}: document store schema {version} is not {SCHEMA_VERSION}; rebuild"
             )
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if self.readonly:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            else:
-                conn = sqlite3.connect(self.path, check_same_thread=False)
-                conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
+    def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        with self._lock:
+            if self._db is None:
+                raise IndexFormatError(f"{self.path}: document store is closed")
+            return self._db.execute(sql, params).fetchall()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (committed on success, rolled back on error)."""
+        with self._lock:
+            if self._db is None:
+                raise IndexFormatError(f"{self.path}: document store is closed")
+            with self._db:
+                yield self._db
 
     def _gen(self) -> int:
         return self.generation if self.generation is not None else 2**62
@@ -98,37 +108,31 @@ class DocStore:
     def get_many(self, iids: Sequence[int]) -> dict[int, Document]:
         """Documents by int id, among the rows live at the pinned generation."""
         out: dict[int, Document] = {}
-        conn = self._conn()
         for start in range(0, len(iids), 500):  # stay under SQLite's bound-parameter limit
             part = [int(i) for i in iids[start : start + 500]]
             marks = ",".join("?" * len(part))
-            rows = conn.execute(
+            rows = self._rows(
                 f"SELECT iid, id, text, metadata FROM docs WHERE iid IN ({marks}) "
-                f"AND added_gen <= ? AND (deleted_gen IS NULL OR deleted_gen > ?)",
+                "AND added_gen <= ? AND (deleted_gen IS NULL OR deleted_gen > ?)",
                 [*part, self._gen(), self._gen()],
             )
             out.update((int(r[0]), Document(r[1], r[2], json.loads(r[3]))) for r in rows)
         return out
 
     def get(self, doc_id: str) -> Document | None:
-        row = (
-            self._conn()
-            .execute(
-                f"SELECT id, text, metadata FROM docs WHERE id = :id AND {_LIVE}",
-                {"id": doc_id, "g": self._gen()},
-            )
-            .fetchone()
+        rows = self._rows(
+            f"SELECT id, text, metadata FROM docs WHERE id = :id AND {_LIVE}",
+            {"id": doc_id, "g": self._gen()},
         )
-        return Document(row[0], row[1], json.loads(row[2])) if row else None
+        return Document(rows[0][0], rows[0][1], json.loads(rows[0][2])) if rows else None
 
     def live_iids(self, doc_ids: Sequence[str]) -> dict[str, int]:
         """External id -> int id of the live row, for those of ``doc_ids`` that exist."""
         found: dict[str, int] = {}
-        conn = self._conn()
         for start in range(0, len(doc_ids), 500):
             part = list(doc_ids[start : start + 500])
             marks = ",".join("?" * len(part))
-            rows = conn.execute(
+            rows = self._rows(
                 f"SELECT id, iid FROM docs WHERE id IN ({marks}) AND added_gen <= ? "
                 "AND (deleted_gen IS NULL OR deleted_gen > ?)",
                 [*part, self._gen(), self._gen()],
@@ -141,22 +145,16 @@ class DocStore:
         return set(self.live_iids(doc_ids))
 
     def count(self) -> int:
-        return int(
-            self._conn().execute(f"SELECT COUNT(*) FROM docs WHERE {_LIVE}", {"g": self._gen()}).fetchone()[0]
-        )
+        return int(self._rows(f"SELECT COUNT(*) FROM docs WHERE {_LIVE}", {"g": self._gen()})[0][0])
 
     def iter_live(self, batch: int = 10_000) -> Iterator[list[tuple[int, Document]]]:
         """All live rows in int-id order, in batches (for compaction)."""
         last = -1
         while True:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT iid, id, text, metadata FROM docs "
-                    f"WHERE iid > :last AND {_LIVE} ORDER BY iid LIMIT :n",
-                    {"last": last, "g": self._gen(), "n": batch},
-                )
-                .fetchall()
+            rows = self._rows(
+                "SELECT iid, id, text, metadata FROM docs "
+                f"WHERE iid > :last AND {_LIVE} ORDER BY iid LIMIT :n",
+                {"last": last, "g": self._gen(), "n": batch},
             )
             if not rows:
                 return
@@ -164,16 +162,15 @@ class DocStore:
             last = int(rows[-1][0])
 
     def next_iid(self) -> int:
-        row = self._conn().execute("SELECT MAX(iid) FROM docs").fetchone()
-        return 0 if row[0] is None else int(row[0]) + 1
+        value = self._rows("SELECT MAX(iid) FROM docs")[0][0]
+        return 0 if value is None else int(value) + 1
 
     # ----------------------------------------------------------------- writes
     def apply(
         self, generation: int, added: Iterable[tuple[int, Document]], deleted_iids: Sequence[int] = ()
     ) -> None:
         """In one transaction: mark ``deleted_iids`` deleted and insert ``added``, both at ``generation``."""
-        conn = self._conn()
-        with conn:
+        with self._tx() as conn:
             if deleted_iids:
                 conn.executemany(
                     "UPDATE docs SET deleted_gen = ? WHERE iid = ? AND deleted_gen IS NULL",
@@ -192,8 +189,7 @@ class DocStore:
 
     def rollback_after(self, generation: int) -> int:
         """Undo everything a writer committed after ``generation`` (a crash before its publish)."""
-        conn = self._conn()
-        with conn:
+        with self._tx() as conn:
             removed = conn.execute("DELETE FROM docs WHERE added_gen > ?", (generation,)).rowcount
             restored = conn.execute(
                 "UPDATE docs SET deleted_gen = NULL WHERE deleted_gen > ?", (generation,)
@@ -202,21 +198,25 @@ class DocStore:
 
     def rollback_rows_from(self, iid: int) -> int:
         """Drop rows with int id >= ``iid`` (a build chunk that was committed but not recorded)."""
-        conn = self._conn()
-        with conn:
+        with self._tx() as conn:
             return int(conn.execute("DELETE FROM docs WHERE iid >= ?", (iid,)).rowcount)
 
-    def seal(self) -> None:
+    def seal(self) -> bool:
         """Fold the WAL into the main file and leave WAL mode, so the published ``docs.sqlite``
-        is one self-contained file that opens on a read-only mount."""
-        conn = self._conn()
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA journal_mode=DELETE")
+        is one self-contained file that opens on a read-only mount. Needs exclusive access:
+        returns False (and stays in WAL mode) while another connection reads the file."""
+        try:
+            self._rows("PRAGMA busy_timeout=0")  # readers present: give up at once, not in 5 s
+            self._rows("PRAGMA wal_checkpoint(TRUNCATE)")
+            mode = self._rows("PRAGMA journal_mode=DELETE")
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            self._rows("PRAGMA busy_timeout=5000")
+        return bool(mode) and str(mode[0][0]).lower() == "delete"
 
     def close(self) -> None:
-        """Close the connections of every thread that used this store."""
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
-        self._local = threading.local()
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None

@@ -76,6 +76,11 @@ class IndexFolder:
                 if attempt == 2 or Manifest.read(path).generation == manifest.generation:
                     raise
         store = DocStore(path / DOCS_FILE, readonly=True, generation=manifest.generation)
+        if Manifest.read(path).generation != manifest.generation and manifest.index_file == INDEX_FILE:
+            # A whole-folder swap (rebuild, compact) between our two opens: the store may be the
+            # new folder's. Start again rather than pair files of two different indexes.
+            store.close()
+            return cls.open(path)
         counts = {"manifest": manifest.count, "docs.sqlite": store.count()}
         if vectors.count != manifest.count + manifest.tombstones or len(set(counts.values())) != 1:
             store.close()

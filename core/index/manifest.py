@@ -50,6 +50,11 @@ class Manifest:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, folder / MANIFEST)
+        fd = os.open(folder, os.O_RDONLY)  # the rename itself must survive a power loss
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:

@@ -12,6 +12,7 @@ rows (:meth:`DocStore.rollback_after`). So the store and the vectors never disag
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ class MutableIndex:
         self.path = Path(path).expanduser().resolve()
         if not (self.path / "manifest.json").is_file():
             raise IndexFormatError(f"{self.path}: not a published index folder (no manifest.json)")
+        self._closed = False
         self._pending: int | None = None  # generation being written, not yet published
         self._delta = 0  # change in live documents since the last publish
         self._tombstones = 0
@@ -66,13 +68,17 @@ class MutableIndex:
 
     def close(self) -> None:
         """Release the index. Changes never committed are undone (on disk; memory is dropped)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             if self._pending is not None:
                 self.store.rollback_after(self.manifest.generation)
                 self._pending = None
-            self.store.seal()
-            self.store.close()
+            if not self.store.seal():
+                log.info("%s: readers are open; docs.sqlite stays in WAL mode", self.path)
         finally:
+            self.store.close()
             self._lock.__exit__(None, None, None)
 
     def __enter__(self) -> MutableIndex:
@@ -93,11 +99,14 @@ class MutableIndex:
         one generation (all or nothing)."""
         if len(docs) != len(vectors):
             raise InvalidInputError(f"{len(docs)} documents but {len(vectors)} vectors")
+        if not docs:
+            return UpdateResult(self._pending or self.manifest.generation, 0, 0, 0, [])
         if vectors.ndim != 2 or vectors.shape[1] != self.manifest.dim:
             raise IndexMismatchError(
                 f"{self.path}: vectors are {vectors.shape[-1]}-d but the index holds "
                 f"{self.manifest.dim}-d vectors (a different model?)"
             )
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # fail here, before any change
         ids = [d.id for d in docs]
         if len(set(ids)) != len(ids):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
@@ -119,10 +128,11 @@ class MutableIndex:
         unique = list(dict.fromkeys(doc_ids))
         found = self.store.live_iids(unique)
         missing = [i for i in unique if i not in found]
-        if found:
-            self.store.apply(self._gen(), [], list(found.values()))
-            self._remove_vectors(list(found.values()))
-            self._delta -= len(found)
+        if not found:
+            return UpdateResult(self._pending or self.manifest.generation, 0, 0, 0, missing)
+        self.store.apply(self._gen(), [], list(found.values()))
+        self._remove_vectors(list(found.values()))
+        self._delta -= len(found)
         result = UpdateResult(self._gen(), 0, 0, len(found), missing)
         if commit:
             self.commit()
@@ -155,13 +165,17 @@ class MutableIndex:
         tmp = self.path / f".{new_file}.tmp"
         self.vectors.save(tmp)
         replace_file(tmp, self.path / new_file)
-        self.manifest.generation = gen
-        self.manifest.count = count
-        self.manifest.tombstones = self._tombstones
-        self.manifest.index_file = new_file
-        self.manifest.files = {new_file: file_digest(self.path / new_file)}
-        self.manifest.created_at = utc_now()
-        self.manifest.write(self.path)  # the commit point
+        manifest = dataclasses.replace(
+            self.manifest,
+            generation=gen,
+            count=count,
+            tombstones=self._tombstones,
+            index_file=new_file,
+            files={new_file: file_digest(self.path / new_file)},
+            created_at=utc_now(),
+        )
+        manifest.write(self.path)  # the commit point
+        self.manifest = manifest  # only now: a failed write leaves memory at the old generation
         if old_file != new_file:
             (self.path / old_file).unlink(missing_ok=True)
 
@@ -169,7 +183,8 @@ class MutableIndex:
     def compact(self) -> Manifest:
         """Rewrite the folder with only live rows and vectors: drops HNSW tombstones and the old
         versions of replaced/deleted documents. Published as a whole new folder, atomically."""
-        base = Manifest(**{**self.manifest.__dict__})
+        self.commit()  # pending changes first: compaction starts from a published generation
+        base = dataclasses.replace(self.manifest)
         trained = not VectorIndex.create(base.dim, base.faiss_factory).is_trained
         with IndexWriter(self.path, base, base.faiss_factory) as writer:
             if trained:

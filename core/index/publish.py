@@ -65,9 +65,12 @@ def publish(staging: Path, output: Path) -> None:
     fsync_tree(staging)
     if output.exists():
         if _exchange(staging, output):
-            # ``staging`` now holds the previous index.
+            # ``staging`` now holds the previous index: move it off that name at once, so that a
+            # crash before it is deleted cannot leave it where a resumed build would look.
+            old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(staging, old)
             fsync_path(output.parent)
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
             return
         old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(output, old)

@@ -119,16 +119,22 @@ class VectorIndex:
         the index itself stays a CPU index, so it is saved and served like any other."""
         sample = self._check(sample)
         ivf = _ivf(self.index)
+        gpu_index = None  # must stay referenced until train() returns: SWIG frees it otherwise
         if ivf is not None:
             ivf.cp.seed = seed  # reproducible centroids: a resumed build equals an uninterrupted one
             gpus = gpu_count()
             if gpus:
-                ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(self.dim))
+                gpu_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(self.dim))
+                ivf.clustering_index = gpu_index
                 log.info("training %s on %d GPU(s)", self.factory, gpus)
             else:
                 log.info("training %s on CPU (this faiss has no GPU support or sees no GPU)", self.factory)
-        with self._lock:
-            self.index.train(sample)
+        try:
+            with self._lock:
+                self.index.train(sample)
+        finally:
+            if gpu_index is not None:
+                ivf.clustering_index = None
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         vectors = self._check(vectors)

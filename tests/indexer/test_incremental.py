@@ -174,3 +174,46 @@ def test_random_updates_keep_store_and_index_consistent(tmp_path_factory, factor
                 assert {h.id for h in hits} == set(model)  # every live doc, nothing deleted
         finally:
             folder.close()
+
+
+def test_open_reader_keeps_its_own_documents_across_a_swap(
+    tmp_path: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_docs, jsonl_writer
+) -> None:
+    import threading
+
+    out = _build(tmp_path, tiny_model_dir, tiny_encoder, tiny_docs[:10], jsonl_writer)
+    reader = IndexFolder.open(out)
+    try:
+        # rebuild the folder with other documents while the reader is open
+        corpus = jsonl_writer(tmp_path / "other.jsonl", tiny_docs[20:30])
+        build_index(
+            BuildConfig(model=str(tiny_model_dir), corpus=str(corpus), output=str(out), progress=False),
+            tiny_encoder,
+        )
+        query = tiny_encoder.encode([tiny_docs[3]["text"]])
+        seen: list[str] = []
+        # first use of the store from another thread (as the service's encoder thread does)
+        t = threading.Thread(target=lambda: seen.extend(h.id for h in reader.search(query, 3)[0]))
+        t.start()
+        t.join()
+        assert seen[0] == tiny_docs[3]["id"]  # the old folder's document, not whatever the new iid 3 is
+    finally:
+        reader.close()
+    assert _search_ids(out, tiny_encoder, tiny_docs[23]["text"])[0] == tiny_docs[23]["id"]
+
+
+def test_update_with_a_reader_open_and_noop_delete(
+    tmp_path: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_docs, jsonl_writer
+) -> None:
+    out = _build(tmp_path, tiny_model_dir, tiny_encoder, tiny_docs[:10], jsonl_writer)
+    reader = IndexFolder.open(out)
+    try:
+        reader.search(tiny_encoder.encode(["the cat"]), 2)
+        result = delete_ids(out, [tiny_docs[0]["id"]])  # closes cleanly although a reader holds the file
+        assert result.deleted == 1
+        gen = stats(out)["generation"]
+        assert delete_ids(out, ["no-such-id"]).missing == ["no-such-id"]
+        assert stats(out)["generation"] == gen  # nothing changed: no new generation
+        assert reader.get(tiny_docs[0]["id"]) is not None  # the reader still sees its generation
+    finally:
+        reader.close()
