@@ -276,6 +276,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_args(p: argparse.ArgumentParser, lr: float) -> None:
+    """The flags every training command shares (``training.loop.RunConfig``)."""
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--checkpoint-steps", type=int, default=500)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N optimiser steps (0: all)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
+    p.add_argument("--skip-bad-lines", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = sub.add_parser("train", help="train models")
     train_sub = train.add_subparsers(dest="train_command", required=True)
@@ -301,23 +320,9 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--focal-gamma", type=float, default=0.0, help="focal loss gamma for softmax (0: plain CE)"
     )
     p.add_argument("--use-product", action="store_true", help="add u*v to the classifier input")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-5)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--max-grad-norm", type=float, default=1.0)
-    p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--max-seq-length", type=int, help="truncate sentences here (default: the model's)")
-    p.add_argument("--seed", type=int, default=42)
     p.add_argument("--eval-steps", type=int, default=0, help="evaluate every N steps (0: at epoch ends)")
-    p.add_argument("--checkpoint-steps", type=int, default=500)
-    p.add_argument("--max-steps", type=int, default=0, help="stop after N optimiser steps (0: all)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
-    p.add_argument("--skip-bad-lines", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    _add_run_args(p, lr=2e-5)
     p.set_defaults(func=_cmd_train_bi)
     _add_mlm(train_sub)
 
@@ -343,20 +348,9 @@ def _add_mlm(train_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("--model", help="BERT-family model folder (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--corpus", required=True, help=".txt (one passage per line), JSONL, CSV or TSV corpus")
     p.add_argument("--output", required=True)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--mask-prob", type=float, default=0.15)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--checkpoint-steps", type=int, default=500)
-    p.add_argument("--max-steps", type=int, default=0)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--skip-bad-lines", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    _add_run_args(p, lr=5e-5)
     p.set_defaults(func=_cmd_train_mlm)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from training.batching import length_batches
 from training.curves import plot_curves
 from training.data import PairExample, build_label_map, encode_labels, read_pairs
 from training.evaluate import cosine_rows, spearman
-from training.loop import METRICS_FILE, LoopConfig, run
+from training.loop import METRICS_FILE, RunConfig, run
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("softmax", "cosine", "mnrl")
@@ -41,11 +41,9 @@ HEAD_CONFIG = "softmax_head.json"
 CONFIG_FILE = "train_config.json"
 
 
-@dataclass
-class BiEncoderConfig:
-    model: str
+@dataclass(kw_only=True)
+class BiEncoderConfig(RunConfig):
     train: list[str]
-    output: str
     dev: str | None = None
     train_format: str = "auto"
     dev_format: str = "auto"
@@ -54,42 +52,9 @@ class BiEncoderConfig:
     objective: str = "softmax"
     focal_gamma: float = 0.0
     use_product: bool = False  # add u*v to the classifier input
-    epochs: int = 1
-    batch_size: int = 16
-    lr: float = 2e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    grad_accum: int = 1
     max_seq_length: int | None = None  # default: the model's
-    seed: int = 42
-    eval_steps: int = 0
-    checkpoint_steps: int = 500
-    max_steps: int = 0
-    precision: str = "auto"
-    device: str = "auto"
-    resume: bool = False
-    skip_bad_lines: bool = False
     mnrl_scale: float = 20.0
-    progress: bool = True
-    skipped_lines: int = field(default=0)
-
-    def loop(self) -> LoopConfig:
-        return LoopConfig(
-            output=self.output,
-            epochs=self.epochs,
-            lr=self.lr,
-            warmup_ratio=self.warmup_ratio,
-            weight_decay=self.weight_decay,
-            max_grad_norm=self.max_grad_norm,
-            grad_accum=self.grad_accum,
-            eval_steps=self.eval_steps,
-            checkpoint_steps=self.checkpoint_steps,
-            precision=self.precision,
-            resume=self.resume,
-            progress=self.progress,
-            max_steps=self.max_steps,
-        )
+    skipped_lines: int = 0
 
 
 class SoftmaxHead(nn.Module):
@@ -254,7 +219,7 @@ def train_bi_encoder(cfg: BiEncoderConfig) -> dict[str, Any]:
         cfg.objective,
         len(skipped),
     )
-    summary = run(task, cfg.loop(), device)
+    summary = run(task, cfg, device)
     plot_curves(output / METRICS_FILE, output / "training_curves.png")
     summary.update({"train_pairs": len(train), "skipped_lines": len(skipped), "output": str(output)})
     return summary

@@ -66,15 +66,22 @@ def _clean(s1: str, s2: str, path: Path, line: int) -> tuple[str, str]:
     return s1, s2
 
 
-def _stsb(path: Path) -> Iterator[PairExample | DataError]:
-    # Tab-separated, no header, raw quote marks, sometimes extra columns: split on tabs only.
+def _tab_rows(path: Path) -> Iterator[tuple[int, list[str]] | DataError]:
+    """Non-blank lines split on tabs only (quote marks stay raw), or the line's decode error."""
     for line, text in iter_lines(path):
         if isinstance(text, DataError):
             yield text
+        elif text.strip():
+            yield line, text.split("\t")
+
+
+def _stsb(path: Path) -> Iterator[PairExample | DataError]:
+    # Tab-separated, no header, raw quote marks, sometimes extra columns.
+    for row in _tab_rows(path):
+        if isinstance(row, DataError):
+            yield row
             continue
-        if not text.strip():
-            continue
-        cols = text.split("\t")
+        line, cols = row
         try:
             if len(cols) < 7:
                 raise DataError(path, line, f"expected at least 7 tab-separated columns, got {len(cols)}")
@@ -153,13 +160,11 @@ def _snli(path: Path) -> Iterator[PairExample | DataError]:
 
 
 def _lcqmc(path: Path) -> Iterator[PairExample | DataError]:
-    for line, text in iter_lines(path):
-        if isinstance(text, DataError):
-            yield text
+    for row in _tab_rows(path):
+        if isinstance(row, DataError):
+            yield row
             continue
-        if not text.strip():
-            continue
-        cols = text.split("\t")
+        line, cols = row
         try:
             if len(cols) != 3:
                 raise DataError(path, line, f"expected s1<TAB>s2<TAB>label, got {len(cols)} columns")

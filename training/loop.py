@@ -32,8 +32,10 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LoopConfig:
+    """The loop's knobs; every run config extends this (see ``RunConfig``)."""
+
     output: str
     epochs: int = 1
     lr: float = 2e-5
@@ -58,6 +60,18 @@ class LoopConfig:
             raise InvalidInputError("lr must be > 0")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise InvalidInputError("precision must be auto, fp32 or bf16")
+
+
+@dataclass(kw_only=True)
+class RunConfig(LoopConfig):
+    """What every training command shares on top of the loop; objectives add their own fields.
+    The resolved config is written next to the outputs as ``train_config.json``."""
+
+    model: str
+    batch_size: int = 16
+    seed: int = 42
+    device: str = "auto"
+    skip_bad_lines: bool = False
 
 
 class Task(Protocol):

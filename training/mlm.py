@@ -27,31 +27,18 @@ from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
 from training.batching import length_batches
 from training.curves import plot_curves
-from training.loop import METRICS_FILE, LoopConfig, run
+from training.loop import METRICS_FILE, RunConfig, run
 
 log = logging.getLogger(__name__)
 HEAD_FILE = "mlm_head.safetensors"
 
 
-@dataclass
-class MlmConfig:
-    model: str
+@dataclass(kw_only=True)
+class MlmConfig(RunConfig):
     corpus: str
-    output: str
-    epochs: int = 1
-    batch_size: int = 16
     lr: float = 5e-5
-    warmup_ratio: float = 0.1
     max_seq_length: int = 128
     mask_prob: float = 0.15
-    seed: int = 42
-    checkpoint_steps: int = 500
-    max_steps: int = 0
-    precision: str = "auto"
-    device: str = "auto"
-    resume: bool = False
-    skip_bad_lines: bool = False
-    progress: bool = True
 
 
 def mask_tokens(
@@ -175,19 +162,7 @@ def train_mlm(cfg: MlmConfig) -> dict[str, Any]:
     output.mkdir(parents=True, exist_ok=True)
     (output / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     task = MlmTask(cfg, encoder, texts, task_max)
-    loop = LoopConfig(
-        output=cfg.output,
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        warmup_ratio=cfg.warmup_ratio,
-        checkpoint_steps=cfg.checkpoint_steps,
-        precision=cfg.precision,
-        resume=cfg.resume,
-        progress=cfg.progress,
-        max_steps=cfg.max_steps,
-        log_steps=10,
-    )
-    summary = run(task, loop, device)
+    summary = run(task, cfg, device)
     plot_curves(output / METRICS_FILE, output / "training_curves.png")
     summary.update({"texts": len(texts), "output": str(output)})
     return summary

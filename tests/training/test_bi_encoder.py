@@ -73,7 +73,7 @@ def test_overfits_sixteen_pairs(tiny_model_dir: Path, pairs_file: Path, tmp_path
     encoder = Encoder.load(tiny_model_dir, "cpu")
     pairs = read_pairs(pairs_file)
     task = BiEncoderTask(cfg, encoder, pairs, pairs)
-    run(task, cfg.loop(), torch.device("cpu"))
+    run(task, cfg, torch.device("cpu"))
     for m in task.modules.values():
         m.eval()
     with torch.no_grad():
@@ -125,7 +125,7 @@ def test_saved_folder_reloads_with_the_same_embeddings(
     out = tmp_path / "o"
     cfg = _cfg(tiny_model_dir, pairs_file, out, epochs=1)
     task = BiEncoderTask(cfg, Encoder.load(tiny_model_dir, "cpu"), read_pairs(pairs_file), None)
-    run(task, cfg.loop(), torch.device("cpu"))  # no dev set: the final model is saved
+    run(task, cfg, torch.device("cpu"))  # no dev set: the final model is saved
     texts = ["the red bread and the soup", "a star with moon", "the big ball"]
     task.encoder.net.eval()
     np.testing.assert_allclose(Encoder.load(out, "cpu").encode(texts), task.encoder.encode(texts), atol=1e-6)
@@ -143,7 +143,7 @@ def test_cosine_and_mnrl_objectives_lower_their_loss(
         with torch.no_grad():
             encoder.net.eval()
             before = float(task.loss(np.arange(8))[0])
-        run(task, cfg.loop(), torch.device("cpu"))
+        run(task, cfg, torch.device("cpu"))
         with torch.no_grad():
             encoder.net.eval()
             after = float(task.loss(np.arange(8))[0])
@@ -163,7 +163,7 @@ def test_resume_equals_uninterrupted(tiny_model_dir: Path, pairs_file: Path, tmp
         return BiEncoderTask(cfg, Encoder.load(tiny_model_dir, "cpu"), read_pairs(pairs_file), None), cfg
 
     full, cfg_full = make(tmp_path / "full")
-    summary_full = run(full, cfg_full.loop(), torch.device("cpu"))
+    summary_full = run(full, cfg_full, torch.device("cpu"))
 
     interrupted, cfg_int = make(tmp_path / "int")
     calls = {"n": 0}
@@ -177,12 +177,11 @@ def test_resume_equals_uninterrupted(tiny_model_dir: Path, pairs_file: Path, tmp
 
     interrupted.loss = dying_loss  # type: ignore[method-assign]
     with pytest.raises(_Killed):
-        run(interrupted, cfg_int.loop(), torch.device("cpu"))
+        run(interrupted, cfg_int, torch.device("cpu"))
 
     resumed, cfg_res = make(tmp_path / "int")
-    cfg_loop = cfg_res.loop()
-    cfg_loop.resume = True
-    summary_res = run(resumed, cfg_loop, torch.device("cpu"))
+    cfg_res.resume = True
+    summary_res = run(resumed, cfg_res, torch.device("cpu"))
     assert summary_res["steps"] == summary_full["steps"] == 8
     for (name, a), (_, b) in zip(
         full.encoder.net.state_dict().items(), resumed.encoder.net.state_dict().items(), strict=True
