@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,20 +163,19 @@ class _Work:
         self.state["rows_done"] = start + len(docs)
         _write_json(self.path / STATE_FILE, self.state)
 
-    def shard_arrays(self) -> list[tuple[int, np.ndarray]]:
-        """(first int id, vectors) per shard, memory-mapped."""
-        out, start = [], 0
+    def iter_shards(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first int id, vectors) per shard, one shard in memory at a time: mapping them all at
+        once would put every shard's pages into the process's resident memory."""
+        start = 0
         for shard in self.state["shards"]:
-            arr = np.load(self.path / SHARDS / shard["file"], mmap_mode="r")
-            out.append((start, arr))
+            yield start, np.load(self.path / SHARDS / shard["file"])
             start += shard["rows"]
-        return out
 
     def sample(self, size: int, seed: int) -> np.ndarray:
         total = self.state["rows_done"]
         picks = np.sort(np.random.default_rng(seed).choice(total, size=min(size, total), replace=False))
         parts = []
-        for start, arr in self.shard_arrays():
+        for start, arr in self.iter_shards():
             local = picks[(picks >= start) & (picks < start + len(arr))] - start
             if len(local):
                 parts.append(np.asarray(arr[local], dtype=np.float32))
@@ -310,7 +309,7 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
     if plan.train_size:
         log.info("training %s on a random sample of %d of %d vectors", plan.factory, plan.train_size, total)
         vectors.train(work.sample(plan.train_size, cfg.seed), seed=cfg.seed)
-    for start, arr in work.shard_arrays():
+    for start, arr in work.iter_shards():
         vectors.add(np.arange(start, start + len(arr), dtype=np.int64), np.asarray(arr, dtype=np.float32))
     index_path = work.path / INDEX_FILE
     vectors.save(index_path)
