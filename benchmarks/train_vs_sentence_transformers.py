@@ -97,9 +97,6 @@ def main() -> int:
     ap.add_argument("--max-steps", type=int, default=0, help="cap both runs (smoke test); 0 = full epoch")
     ap.add_argument("--precision", default="auto", help="our precision (auto picks bf16 where native)")
     ap.add_argument(
-        "--weight-decay", type=float, default=0.01, help="ours (sentence-transformers' trainer uses 0.0)"
-    )
-    ap.add_argument(
         "--weight-decay", type=float, default=0.01, help="ours; sentence-transformers' trainer default is 0.0"
     )
     ap.add_argument("--skip-theirs", action="store_true")
