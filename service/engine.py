@@ -91,12 +91,12 @@ class SearchEngine:
         self.check_texts(texts)
         return self.encoder.encode_detailed(texts, batch_size=self.settings.encode_batch_size)
 
-    def search(self, query: str, k: int | None = None) -> SearchResult:
+    def search(self, query: str, k: int | None = None, params: dict[str, int] | None = None) -> SearchResult:
         started = time.perf_counter()
         k = min(DEFAULT_K, self.settings.max_k) if k is None else k
         self.check_k(k)
         self.check_texts([query], "query")
         encoded = self.encoder.encode_detailed([query])
-        hits = self.index.search(encoded.embeddings, k)[0]
+        hits = self.index.search(encoded.embeddings, k, params)[0]
         took = (time.perf_counter() - started) * 1000
         return SearchResult(hits, bool(encoded.truncated[0]), took)

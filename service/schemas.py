@@ -28,6 +28,11 @@ class SearchRequest(Strict):
         description=f"Number of hits, 1..{MAX_K} and at most SEMSEARCH_MAX_K; default 10.",
     )
 
+    nprobe: int | None = Field(None, ge=1, le=65536, description="IVF lists to visit (default: the index's)")
+    ef_search: int | None = Field(
+        None, ge=1, le=65536, description="HNSW search breadth (default: the index's)"
+    )
+
     @field_validator("query")
     @classmethod
     def _query(cls, v: str) -> str:

@@ -17,7 +17,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.post("/search", response_model=SearchResponse, summary="Semantic search", responses=_ERRORS)
 async def search(body: SearchRequest, engine: EngineDep) -> SearchResponse:
-    result = await engine.run(engine.search, body.query, body.k)
+    params = {"nprobe": body.nprobe, "ef_search": body.ef_search}
+    result = await engine.run(engine.search, body.query, body.k, {k: v for k, v in params.items() if v})
     return SearchResponse(
         hits=[HitOut(id=h.id, score=h.score, text=h.text, metadata=h.metadata) for h in result.hits],
         took_ms=round(result.took_ms, 3),
