@@ -99,6 +99,7 @@ def main() -> int:
     ap.add_argument(
         "--weight-decay", type=float, default=0.01, help="ours; sentence-transformers' trainer default is 0.0"
     )
+    ap.add_argument("--no-smart-batching", action="store_true", help="ours with random batches, as theirs")
     ap.add_argument("--skip-theirs", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
@@ -133,6 +134,7 @@ def main() -> int:
         checkpoint_steps=0,
         max_steps=args.max_steps,
         weight_decay=args.weight_decay,
+        smart_batching=not args.no_smart_batching,
         precision=args.precision,
         progress=False,
     )
@@ -140,6 +142,7 @@ def main() -> int:
     results["ours_examples_per_s"] = summary["examples_per_s"]
     results["ours_precision"] = summary["precision"]
     results["ours_weight_decay"] = args.weight_decay
+    results["ours_smart_batching"] = not args.no_smart_batching
     results["ours_spearman"] = eval_sts_file(args.out / "ours", test).spearman
     if not args.skip_theirs:
         results["theirs_examples_per_s"] = run_theirs(args, model_dir, train, args.out)

@@ -322,6 +322,12 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--use-product", action="store_true", help="add u*v to the classifier input")
     p.add_argument("--max-seq-length", type=int, help="truncate sentences here (default: the model's)")
     p.add_argument("--eval-steps", type=int, default=0, help="evaluate every N steps (0: at epoch ends)")
+    p.add_argument(
+        "--no-smart-batching",
+        dest="smart_batching",
+        action="store_false",
+        help="random batches instead of length-bucketed ones",
+    )
     _add_run_args(p, lr=2e-5)
     p.set_defaults(func=_cmd_train_bi)
     _add_mlm(train_sub)

@@ -54,6 +54,7 @@ class BiEncoderConfig(RunConfig):
     use_product: bool = False  # add u*v to the classifier input
     max_seq_length: int | None = None  # default: the model's
     mnrl_scale: float = 20.0
+    smart_batching: bool = True  # False: plain random batches, as sentence-transformers draws them
     skipped_lines: int = 0
 
 
@@ -152,6 +153,9 @@ class BiEncoderTask:
         return len(self.train)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
+        if not self.cfg.smart_batching:
+            order = np.random.default_rng(self.cfg.seed + epoch).permutation(len(self.lengths))
+            return [order[i : i + self.cfg.batch_size] for i in range(0, len(order), self.cfg.batch_size)]
         return length_batches(self.lengths, self.cfg.batch_size, self.cfg.seed + epoch)
 
     def loss(self, batch: np.ndarray) -> tuple[torch.Tensor, int]:

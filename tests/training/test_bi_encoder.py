@@ -189,3 +189,16 @@ def test_resume_equals_uninterrupted(tiny_model_dir: Path, pairs_file: Path, tmp
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
     assert full.head is not None and resumed.head is not None
     torch.testing.assert_close(full.head.classifier.weight, resumed.head.classifier.weight, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("smart", [True, False])
+def test_batches_cover_every_pair_once_and_are_seeded(
+    tiny_model_dir: Path, pairs_file: Path, tmp_path: Path, smart: bool
+) -> None:
+    cfg = _cfg(tiny_model_dir, pairs_file, tmp_path / "o", batch_size=5, smart_batching=smart)
+    task = BiEncoderTask(cfg, Encoder.load(tiny_model_dir, "cpu"), read_pairs(pairs_file), None)
+    batches = task.batches(0)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(16))
+    assert max(len(b) for b in batches) == 5
+    assert [b.tolist() for b in task.batches(0)] == [b.tolist() for b in batches]
+    assert [b.tolist() for b in task.batches(1)] != [b.tolist() for b in batches]
