@@ -63,7 +63,7 @@ def plan_index(index_type: str, n: int, dim: int, memory_budget_bytes: int | Non
     if index_type == "flat":
         return IndexPlan("flat", FLAT_FACTORY)
     if index_type == "hnsw":
-        return IndexPlan("hnsw", f"IDMap2,HNSW{HNSW_M}", search_params={"ef_search": 64})
+        return IndexPlan("hnsw", f"IDMap2,HNSW{HNSW_M}", search_params={"ef_search": 128})
     nlist = ivf_nlist(n)
     if n < nlist * 4 or n < 64:
         raise InvalidInputError(
