@@ -101,9 +101,22 @@ def writer_lock(output: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise IndexBusyError(f"{output}: another writer is updating this index (lock {path})") from exc
+        sweep_debris(output)
         yield
     finally:
         os.close(fd)
+
+
+def sweep_debris(output: Path) -> list[str]:
+    """Remove staging and swapped-out folders that a killed writer left beside ``output``.
+    Only writers make them, and the caller holds the writer lock, so none is in use. A build's
+    ``.NAME.building`` folder is kept: it is what a resumed build continues from."""
+    removed = []
+    for pattern in (f".{output.name}.staging-*", f".{output.name}.old-*"):
+        for path in output.parent.glob(pattern):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
 
 
 def replace_file(tmp: Path, final: Path) -> None:

@@ -364,3 +364,20 @@ def test_close_releases_connections_opened_by_other_threads(tmp_path: Path) -> N
         folder.close()
         # Both worker threads are still alive here, as the service's threads are.
         assert _open_fds(out / DOCS_FILE) == 0
+
+
+def test_writer_lock_sweeps_debris_of_killed_writers(tmp_path: Path) -> None:
+    from core.index.publish import writer_lock
+
+    out = tmp_path / "idx"
+    publish_index(out, 3)
+    for name in (".idx.staging-dead0001", ".idx.old-dead0002", ".idx.building", ".other.staging-keep"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text("x")
+    with writer_lock(out):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [
+        ".idx.building",
+        ".other.staging-keep",
+        "idx",
+    ]
