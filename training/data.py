@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,34 +66,36 @@ def _clean(s1: str, s2: str, path: Path, line: int) -> tuple[str, str]:
     return s1, s2
 
 
-def _tab_rows(path: Path) -> Iterator[tuple[int, list[str]] | DataError]:
-    """Non-blank lines split on tabs only (quote marks stay raw), or the line's decode error."""
+def _tab_file(
+    path: Path, parse: Callable[[int, list[str]], PairExample]
+) -> Iterator[PairExample | DataError]:
+    """Non-blank lines split on tabs only (quote marks stay raw) through ``parse``; a line that
+    does not decode or parse yields its :class:`DataError` in place of the pair."""
     for line, text in iter_lines(path):
         if isinstance(text, DataError):
             yield text
         elif text.strip():
-            yield line, text.split("\t")
+            try:
+                yield parse(line, text.split("\t"))
+            except DataError as err:
+                yield err
 
 
 def _stsb(path: Path) -> Iterator[PairExample | DataError]:
-    # Tab-separated, no header, raw quote marks, sometimes extra columns.
-    for row in _tab_rows(path):
-        if isinstance(row, DataError):
-            yield row
-            continue
-        line, cols = row
-        try:
-            if len(cols) < 7:
-                raise DataError(path, line, f"expected at least 7 tab-separated columns, got {len(cols)}")
-            if not _is_float(cols[4]):
-                raise DataError(path, line, f"score {cols[4]!r} is not a number")
-            score = float(cols[4])
-            if not 0.0 <= score <= 5.0:
-                raise DataError(path, line, f"score {score} is outside 0..5")
-            s1, s2 = _clean(cols[5], cols[6], path, line)
-            yield PairExample(s1, s2, None, score / 5.0, str(path), line)
-        except DataError as err:
-            yield err
+    """No header, raw quote marks, sometimes extra columns: score, s1, s2 are columns 4, 5, 6."""
+
+    def parse(line: int, cols: list[str]) -> PairExample:
+        if len(cols) < 7:
+            raise DataError(path, line, f"expected at least 7 tab-separated columns, got {len(cols)}")
+        if not _is_float(cols[4]):
+            raise DataError(path, line, f"score {cols[4]!r} is not a number")
+        score = float(cols[4])
+        if not 0.0 <= score <= 5.0:
+            raise DataError(path, line, f"score {score} is outside 0..5")
+        s1, s2 = _clean(cols[5], cols[6], path, line)
+        return PairExample(s1, s2, None, score / 5.0, str(path), line)
+
+    return _tab_file(path, parse)
 
 
 def _sick(path: Path, split: str | None) -> Iterator[PairExample | DataError]:
@@ -160,21 +162,16 @@ def _snli(path: Path) -> Iterator[PairExample | DataError]:
 
 
 def _lcqmc(path: Path) -> Iterator[PairExample | DataError]:
-    for row in _tab_rows(path):
-        if isinstance(row, DataError):
-            yield row
-            continue
-        line, cols = row
-        try:
-            if len(cols) != 3:
-                raise DataError(path, line, f"expected s1<TAB>s2<TAB>label, got {len(cols)} columns")
-            s1, s2 = _clean(cols[0], cols[1], path, line)
-            label = cols[2].strip()
-            if not label:
-                raise DataError(path, line, "empty label")
-            yield PairExample(s1, s2, label, None, str(path), line)
-        except DataError as err:
-            yield err
+    def parse(line: int, cols: list[str]) -> PairExample:
+        if len(cols) != 3:
+            raise DataError(path, line, f"expected s1<TAB>s2<TAB>label, got {len(cols)} columns")
+        s1, s2 = _clean(cols[0], cols[1], path, line)
+        label = cols[2].strip()
+        if not label:
+            raise DataError(path, line, "empty label")
+        return PairExample(s1, s2, label, None, str(path), line)
+
+    return _tab_file(path, parse)
 
 
 def _record(obj: dict[str, Any], path: Path, line: int) -> PairExample:

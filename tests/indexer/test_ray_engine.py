@@ -8,25 +8,14 @@ import numpy as np
 import pytest
 
 from core.encoder import Encoder
-from core.index.folder import IndexFolder
 from indexer.build import BuildConfig, build_index
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
 
-def _contents(out: Path) -> tuple[list[str], np.ndarray]:
-    folder = IndexFolder.open(out)
-    try:
-        iids = list(range(folder.count))
-        docs = folder.store.get_many(iids)
-        return [docs[i].id for i in iids], np.vstack([folder.vectors.index.reconstruct(i) for i in iids])
-    finally:
-        folder.close()
-
-
 def test_ray_build_equals_local_build(
-    tmp_path: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_corpus
+    tmp_path: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_corpus, index_contents
 ) -> None:
     local = tmp_path / "local"
     build_index(
@@ -55,7 +44,7 @@ def test_ray_build_equals_local_build(
     )
     assert report.documents == 50
     assert not ray.is_initialized()  # the engine shut down the Ray it started
-    ids_local, vec_local = _contents(local)
-    ids_ray, vec_ray = _contents(distributed)
+    ids_local, vec_local = index_contents(local)
+    ids_ray, vec_ray = index_contents(distributed)
     assert ids_ray == ids_local
     np.testing.assert_allclose(vec_ray, vec_local, atol=1e-5)

@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.index.folder import IndexFolder
-
 pytestmark = pytest.mark.slow
 
 N_DOCS = 20_000
@@ -103,20 +101,8 @@ def _kill_when(cmd: list[str], work: Path, done: Callable[[], bool], limit_s: fl
             proc.wait(timeout=30)
 
 
-def _contents(out: Path) -> tuple[list[str], np.ndarray]:
-    folder = IndexFolder.open(out)
-    try:
-        iids = list(range(folder.count))
-        docs = folder.store.get_many(iids)
-        ids = [docs[i].id for i in iids]
-        vectors = np.vstack([folder.vectors.index.reconstruct(i) for i in iids[::7]])
-        return ids, vectors
-    finally:
-        folder.close()
-
-
 def test_kill9_then_resume_equals_uninterrupted(
-    tmp_path: Path, tiny_model_dir: Path, big_corpus: Path
+    tmp_path: Path, tiny_model_dir: Path, big_corpus: Path, index_contents
 ) -> None:
     reference = tmp_path / "reference"
     subprocess.run(_cmd(tiny_model_dir, big_corpus, reference), check=True, timeout=300)
@@ -141,8 +127,8 @@ def test_kill9_then_resume_equals_uninterrupted(
     assert result.returncode == 0, result.stderr
     assert "indexed 20000 documents" in result.stdout
 
-    ref_ids, ref_vecs = _contents(reference)
-    ids, vecs = _contents(out)
+    ref_ids, ref_vecs = index_contents(reference, 7)
+    ids, vecs = index_contents(out, 7)
     assert ids == ref_ids
     np.testing.assert_allclose(vecs, ref_vecs, atol=1e-6)
     assert not work.exists()
