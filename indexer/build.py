@@ -36,7 +36,7 @@ from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import INDEX_FILE, file_digest
 from core.index.manifest import MANIFEST, Manifest
 from core.index.publish import fsync_path, publish, replace_file, work_dir, writer_lock
-from core.index.vectors import VectorIndex, plan_index
+from core.index.vectors import VectorIndex, l2_normalise, plan_index
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "build_config.json"
@@ -119,11 +119,6 @@ def _check_duplicates(chunk: list[CorpusRow], store: DocStore, corpus: str) -> N
     if clash:
         first = min(clash, key=lambda i: seen[i])
         raise DataError(corpus, seen[first], f"duplicate id {first!r} (already seen earlier in the corpus)")
-
-
-def _normalise(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
 
 
 class _Work:
@@ -290,7 +285,7 @@ def _embed_chunk(
     docs = [r.doc for r in chunk]
     vectors = embed([d.text for d in docs])
     if not normalized:  # inner product == cosine only on unit vectors
-        vectors = _normalise(vectors)
+        vectors = l2_normalise(vectors)
     work.add_chunk(docs, vectors)
 
 

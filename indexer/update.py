@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from core.corpus import read_corpus
 from core.defaults import default_model_dir
 from core.encoder import Encoder
@@ -20,6 +18,7 @@ from core.errors import DataError
 from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import MutableIndex, UpdateResult
+from core.index.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def add_corpus(
             docs = [r.doc for r in chunk]
             vectors = encoder.encode([d.text for d in docs], batch_size)
             if not encoder.normalize:  # the index holds unit vectors: inner product == cosine
-                vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+                vectors = l2_normalise(vectors)
             result = target.upsert(docs, vectors, commit=False)
             added += result.added
             replaced += result.replaced

@@ -14,6 +14,7 @@ import numpy as np
 
 from core.encoder import Encoder
 from core.errors import DataError
+from core.index.vectors import l2_normalise
 from training.data import PairExample, read_pairs
 
 
@@ -53,9 +54,7 @@ class StsResult:
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
-    b = b / np.clip(np.linalg.norm(b, axis=1, keepdims=True), 1e-12, None)
-    return np.sum(a * b, axis=1)
+    return np.sum(l2_normalise(a) * l2_normalise(b), axis=1)
 
 
 def sts_eval(encoder: Encoder, examples: list[PairExample], batch_size: int = 32) -> StsResult:

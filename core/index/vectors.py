@@ -38,6 +38,12 @@ class IndexPlan:
     search_params: dict[str, int] | None = None
 
 
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Unit rows as float32: inner product over them is cosine similarity."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
 def ivf_nlist(n: int) -> int:
     return max(1, round(4 * math.sqrt(n)))
 
