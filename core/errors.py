@@ -84,3 +84,21 @@ class IndexBusyError(SemsearchError):
     """Another writer holds the index's lock."""
 
     code = "index_busy"
+
+
+class UnauthorizedError(SemsearchError):
+    """No credentials, or credentials we do not know."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(SemsearchError):
+    """Known credentials, but not allowed to do this (a read-only key, read-only mode)."""
+
+    code = "forbidden"
+
+
+class UnsupportedError(SemsearchError):
+    """A valid request for something this deployment does not have (e.g. no reranker loaded)."""
+
+    code = "unsupported"

@@ -3,52 +3,100 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from service.auth import AuthMiddleware
 from service.engine import SearchEngine
 from service.errors import install_error_handlers
 from service.limits import BodyLimitMiddleware
-from service.routes import embed, health, search
+from service.metrics import Metrics, MetricsMiddleware
+from service.routes import admin, documents, embed, health, page, rerank, search
 from service.settings import MAX_K, Settings
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = f"""
-Semantic search over a FAISS index built by `semsearch index build`.
+Semantic search over a FAISS index built by `semsearch index build`, with online document
+updates, hot reload of new index generations, and an OpenAI-compatible embeddings route.
 
-Every error answers `{{"error": {{"code", "message"}}}}`: 413 for bodies, lists or texts over the
-limits, 422 for invalid input (empty query, `k` outside 1..{MAX_K}, unknown fields), 503 until the
-model and the index are loaded.
+Every error answers `{{"error": {{"code", "message"}}}}`: 401 without a valid API key (when keys
+are configured), 403 for writes with a read-only key or in read-only mode, 404 for unknown ids
+and routes, 413 for bodies, lists or texts over the limits, 422 for invalid input (empty query,
+`k` outside 1..{MAX_K}, unknown fields), 429 when the model queue is full (with `Retry-After`),
+503 until the model and the index are loaded and while a reload swaps.
 """
+
+
+async def _poll_reload(app: FastAPI, interval_s: float) -> None:
+    """Swap to a generation the indexer published, checked every ``interval_s``."""
+    while True:
+        await asyncio.sleep(interval_s)
+        engine: SearchEngine | None = app.state.engine
+        if engine is None:
+            continue
+        try:
+            await engine.reload()
+        except Exception as exc:  # keep serving the old generation; say why in the log
+            log.error(
+                "reload of %s failed, still serving generation %d: %s",
+                engine.index_path,
+                engine.index.current.manifest.generation,
+                exc,
+            )
 
 
 def create_app(settings: Settings | None = None, engine: SearchEngine | None = None) -> FastAPI:
     """Build the app. With no ``engine``, the lifespan loads one from ``settings``."""
     settings = settings or Settings()
+    metrics = engine.metrics if engine is not None else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.engine is None:
             # Off the loop: loading weights and the index takes seconds.
-            app.state.engine = await asyncio.to_thread(SearchEngine.load, settings)
-        log.info("ready: %d documents from %s", app.state.engine.index.count, app.state.engine.index.path)
+            app.state.engine = await asyncio.to_thread(SearchEngine.load, settings, metrics)
+        current = app.state.engine.index.current
+        log.info("ready: %d documents from %s", current.count, current.path)
+        poller = None
+        if settings.reload_interval_s > 0:
+            poller = asyncio.create_task(_poll_reload(app, settings.reload_interval_s))
         try:
             yield
         finally:
-            current: SearchEngine | None = app.state.engine
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            loaded: SearchEngine | None = app.state.engine
             app.state.engine = None
-            if current is not None:
-                current.close()
+            if loaded is not None:
+                loaded.close()
 
     app = FastAPI(title="semsearch", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.metrics = metrics
     install_error_handlers(app)
+    # Added innermost first: a request meets metrics, then CORS, then auth, then the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for module in (health, search, embed):
+    write_keys, read_keys = settings.keys()
+    if write_keys or read_keys:
+        app.add_middleware(AuthMiddleware, write_keys=write_keys, read_keys=read_keys)
+    origins = settings.cors_origin_list()
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics, root=app)
+    for module in (health, search, embed, documents, admin, rerank, page):
         app.include_router(module.router)
     return app

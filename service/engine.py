@@ -1,28 +1,40 @@
-"""The search engine the routes call: encoder + index, with bounds. No FastAPI in here.
+"""The search engine the routes call: encoder + live index + batching, with bounds. No FastAPI here.
 
-Model calls run on one dedicated worker thread: that keeps them off the event loop, and
-serialises them, which on a few cores is faster than running forward passes side by side.
+Model calls go through a :class:`MicroBatcher` (one worker thread, concurrent requests share a
+forward pass). Index searches and document reads run in the default thread pool: FAISS CPU search
+is thread-safe and the snapshot it reads is never mutated (see :mod:`service.live_index`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 from core.defaults import default_model_dir
 from core.encoder import Encoded, Encoder
-from core.errors import InvalidInputError, PayloadTooLargeError
+from core.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedError,
+)
+from core.index.doc_store import Document
 from core.index.folder import Hit, IndexFolder
+from core.index.manifest import Manifest
+from core.index.vectors import l2_normalise
+from service.batcher import MicroBatcher
+from service.live_index import LiveIndex, WriteResult
+from service.metrics import Metrics
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 DEFAULT_K = 10
 
 
@@ -42,32 +54,63 @@ def choose_model_dir(settings: Settings, index: IndexFolder) -> Path:
     return default_model_dir()
 
 
+def take(encoded: Encoded, start: int, stop: int) -> Encoded:
+    return Encoded(
+        encoded.embeddings[start:stop], encoded.truncated[start:stop], encoded.token_counts[start:stop]
+    )
+
+
 class SearchEngine:
-    def __init__(self, encoder: Encoder, index: IndexFolder, settings: Settings) -> None:
-        index.manifest.check_model(encoder.fingerprint, encoder.dim, index.path)
+    def __init__(
+        self, encoder: Encoder, index: IndexFolder, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
         self.encoder = encoder
-        self.index = index
         self.settings = settings
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        self.metrics = metrics or Metrics()
+        self.index_path = index.path
+        self._check_manifest(index.manifest)
+        self.index = LiveIndex(index, self._check_manifest, settings.write_busy_timeout_s, self._swapped)
+        self._swapped(index)
+        s = settings
+        max_len = encoder.max_seq_length
+        self.batcher: MicroBatcher[str, Encoded] = MicroBatcher(
+            "encoder",
+            self._encode_now,
+            take,
+            tokens=lambda text: min(max_len, 2 + len(text) // 4),  # an estimate: no tokenising here
+            max_batch=s.batch_max_size,
+            max_tokens=s.batch_max_tokens,
+            max_wait_s=s.batch_max_wait_ms / 1000,
+            max_queue=s.queue_max,
+            enabled=s.micro_batching,
+            on_batch=lambda stats: self.metrics.observe_batch("encoder", stats),
+        )
 
     @classmethod
-    def load(cls, settings: Settings) -> SearchEngine:
+    def load(cls, settings: Settings, metrics: Metrics | None = None) -> SearchEngine:
         if settings.index_dir is None:
             raise InvalidInputError("no index configured: pass --index DIR or set SEMSEARCH_INDEX_DIR")
         index = IndexFolder.open(settings.index_dir)
         try:
             encoder = Encoder.load(choose_model_dir(settings, index), settings.device)
-            return cls(encoder, index, settings)
+            return cls(encoder, index, settings, metrics)
         except Exception:
             index.close()
             raise
 
     def close(self) -> None:
-        self._model_thread.shutdown(wait=False, cancel_futures=True)
+        self.batcher.close()
         self.index.close()
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._model_thread, fn, *args)
+    def _check_manifest(self, manifest: Manifest) -> None:
+        manifest.check_model(self.encoder.fingerprint, self.encoder.dim, self.index_path)
+
+    def _swapped(self, folder: IndexFolder) -> None:
+        self.metrics.set_index(folder.count, folder.manifest.generation)
+
+    @property
+    def ready(self) -> bool:
+        return not self.index.swapping
 
     # ------------------------------------------------------------ bounds
     def check_texts(self, texts: Sequence[str], what: str = "texts") -> None:
@@ -82,21 +125,104 @@ class SearchEngine:
                     f"{what}[{i}] has {len(text)} characters; the limit is {s.max_text_chars}"
                 )
 
-    def check_k(self, k: int) -> None:
+    def check_k(self, k: int | None) -> int:
+        k = min(DEFAULT_K, self.settings.max_k) if k is None else k
         if not 1 <= k <= self.settings.max_k:
             raise InvalidInputError(f"k must be between 1 and {self.settings.max_k}, got {k}")
+        return k
 
-    # ------------------------------------------------------------ operations
-    def embed(self, texts: Sequence[str]) -> Encoded:
-        self.check_texts(texts)
+    def check_documents(self, docs: Sequence[Document]) -> None:
+        self.check_texts([d.text for d in docs], "documents")
+        limit = self.settings.max_metadata_bytes
+        for i, doc in enumerate(docs):
+            size = len(json.dumps(doc.metadata, ensure_ascii=False).encode())
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"documents[{i}].metadata is {size} bytes of JSON; the limit is {limit}"
+                )
+
+    def check_writable(self) -> None:
+        if self.settings.read_only:
+            raise ForbiddenError("this service is read-only (SEMSEARCH_READ_ONLY=true)")
+
+    def check_rerank(self) -> None:
+        raise UnsupportedError("no reranker is configured: start the service with SEMSEARCH_RERANKER_DIR")
+
+    def check_hybrid(self) -> None:
+        raise UnsupportedError("hybrid search needs a BM25 index, which this service does not have")
+
+    # ------------------------------------------------------------ model
+    def _encode_now(self, texts: list[str]) -> Encoded:
         return self.encoder.encode_detailed(texts, batch_size=self.settings.encode_batch_size)
 
-    def search(self, query: str, k: int | None = None, params: dict[str, int] | None = None) -> SearchResult:
+    async def encode(self, texts: Sequence[str], what: str = "texts") -> Encoded:
+        self.check_texts(texts, what)
+        return await self.batcher.submit(texts)
+
+    # ------------------------------------------------------------ operations
+    async def search(
+        self,
+        query: str,
+        k: int | None = None,
+        params: dict[str, int] | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> SearchResult:
+        results, took = await self.search_many([query], k, params, where, what="query")
+        hits, truncated = results[0]
+        return SearchResult(hits, truncated, took)
+
+    async def search_many(
+        self,
+        queries: Sequence[str],
+        k: int | None = None,
+        params: dict[str, int] | None = None,
+        where: dict[str, Any] | None = None,
+        what: str = "queries",
+    ) -> tuple[list[tuple[list[Hit], bool]], float]:
+        """All queries in one model call, then one FAISS search over the snapshot of the moment."""
         started = time.perf_counter()
-        k = min(DEFAULT_K, self.settings.max_k) if k is None else k
-        self.check_k(k)
-        self.check_texts([query], "query")
-        encoded = self.encoder.encode_detailed([query])
-        hits = self.index.search(encoded.embeddings, k, params)[0]
+        k = self.check_k(k)
+        encoded = await self.encode(queries, what)
+        snapshot = self.index.current
+        hits = await asyncio.to_thread(snapshot.search, encoded.embeddings, k, params, where)
         took = (time.perf_counter() - started) * 1000
-        return SearchResult(hits, bool(encoded.truncated[0]), took)
+        return [(h, bool(t)) for h, t in zip(hits, encoded.truncated, strict=True)], took
+
+    async def similarity(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        texts = list(dict.fromkeys(t for pair in pairs for t in pair))  # each text encoded once
+        self.check_texts(texts)
+        encoded = await self.encode(texts)
+        vectors = l2_normalise(encoded.embeddings)
+        row = {t: i for i, t in enumerate(texts)}
+        return [float(vectors[row[a]] @ vectors[row[b]]) for a, b in pairs]
+
+    # ------------------------------------------------------------ documents
+    async def get_document(self, doc_id: str) -> Document:
+        doc = await asyncio.to_thread(self.index.current.get, doc_id)
+        if doc is None:
+            raise NotFoundError(f"no document with id {doc_id!r}")
+        return doc
+
+    async def upsert(self, docs: Sequence[Document]) -> WriteResult:
+        self.check_writable()
+        encoded = await self.encode([d.text for d in docs], "documents")
+        result = await self.index.upsert(docs, encoded.embeddings)
+        self.metrics.writes.labels("upsert").inc(len(docs))
+        return result
+
+    async def delete(self, doc_id: str) -> WriteResult:
+        self.check_writable()
+        result = await self.index.delete([doc_id])
+        if result.missing:
+            raise NotFoundError(f"no document with id {doc_id!r}")
+        self.metrics.writes.labels("delete").inc()
+        return result
+
+    async def reload(self) -> bool:
+        try:
+            swapped = await asyncio.to_thread(self.index.reload)
+        except Exception:
+            self.metrics.reloads.labels("failed").inc()
+            raise
+        self.metrics.reloads.labels("swapped" if swapped else "unchanged").inc()
+        return swapped

@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import (
     DataError,
+    ForbiddenError,
+    IndexBusyError,
     IndexMismatchError,
     InvalidInputError,
     NotFoundError,
@@ -19,18 +21,24 @@ from core.errors import (
     OverloadedError,
     PayloadTooLargeError,
     SemsearchError,
+    UnauthorizedError,
+    UnsupportedError,
 )
 
 log = logging.getLogger(__name__)
 
 STATUS: dict[type[SemsearchError], int] = {
     InvalidInputError: 422,
+    UnsupportedError: 400,
+    UnauthorizedError: 401,
+    ForbiddenError: 403,
     DataError: 422,
     PayloadTooLargeError: 413,
     NotFoundError: 404,
     OverloadedError: 429,
     NotReadyError: 503,
     IndexMismatchError: 503,
+    IndexBusyError: 503,
 }
 _HTTP_CODES = {
     400: "bad_request",
@@ -81,6 +89,10 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, OverloadedError):
             headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+        elif isinstance(exc, IndexBusyError):
+            headers = {"Retry-After": "5"}
+        elif isinstance(exc, UnauthorizedError):
+            headers = {"WWW-Authenticate": "Bearer"}
         if status >= 500:
             log.error("%s: %s", exc.code, exc.message)
         return error_response(status, exc.code, exc.message, headers)

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
-from service.settings import MAX_K
+from service.settings import MAX_K, MAX_RERANK_K
+
+INT64 = 2**63 - 1
+MAX_FILTER_KEYS = 16
+MAX_IN_VALUES = 256
 
 
 class Strict(BaseModel):
@@ -19,19 +34,81 @@ def _not_blank(value: str, what: str) -> str:
     return value
 
 
-class SearchRequest(Strict):
-    query: str = Field(..., description="Natural-language query; truncated at the model's max tokens.")
+def _texts(values: list[str], what: str) -> list[str]:
+    for i, text in enumerate(values):
+        _not_blank(text, f"{what}[{i}]")
+    return values
+
+
+# ------------------------------------------------------------------ filters
+Scalar = StrictStr | StrictBool | StrictInt | StrictFloat
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("filter values must be finite numbers")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64:
+        raise ValueError("filter integers must fit in 64 bits")
+    return value
+
+
+class InFilter(Strict):
+    in_: list[Scalar] = Field(..., alias="in", max_length=MAX_IN_VALUES, description="any of these values")
+
+    @field_validator("in_")
+    @classmethod
+    def _values(cls, v: list[Any]) -> list[Any]:
+        return [_scalar(x) for x in v]
+
+
+FilterKey = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Filter = dict[FilterKey, Scalar | InFilter]
+
+
+def filter_to_where(flt: Filter | None) -> dict[str, Any] | None:
+    if not flt:
+        return None
+    return {k: ({"in": v.in_} if isinstance(v, InFilter) else v) for k, v in flt.items()}
+
+
+class SearchOptions(Strict):
     k: int | None = Field(
         None,
         ge=1,
         le=MAX_K,
         description=f"Number of hits, 1..{MAX_K} and at most SEMSEARCH_MAX_K; default 10.",
     )
-
+    filter: Filter | None = Field(
+        None,
+        description='Metadata filter: `{"key": value}` is equality, `{"key": {"in": [v1, v2]}}` membership; '
+        "keys are ANDed. k hits come back whenever k documents match.",
+    )
     nprobe: int | None = Field(None, ge=1, le=65536, description="IVF lists to visit (default: the index's)")
     ef_search: int | None = Field(
         None, ge=1, le=65536, description="HNSW search breadth (default: the index's)"
     )
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, v: Filter | None) -> Filter | None:
+        if v is not None:
+            if len(v) > MAX_FILTER_KEYS:
+                raise ValueError(f"at most {MAX_FILTER_KEYS} filter keys")
+            for value in v.values():
+                if not isinstance(value, InFilter):
+                    _scalar(value)
+        return v
+
+    def params(self) -> dict[str, int]:
+        return {k: v for k, v in (("nprobe", self.nprobe), ("ef_search", self.ef_search)) if v}
+
+
+class SearchRequest(SearchOptions):
+    query: str = Field(..., description="Natural-language query; truncated at the model's max tokens.")
+    rerank: bool = Field(False, description="Re-score the top rerank_k candidates with the cross-encoder.")
+    rerank_k: int = Field(50, ge=1, le=MAX_RERANK_K, description="Candidates the reranker re-scores.")
+    hybrid: bool = Field(False, description="Fuse BM25 with the dense scores.")
+    alpha: float | None = Field(None, ge=0, le=1, description="Hybrid weight of the dense score.")
 
     @field_validator("query")
     @classmethod
@@ -44,6 +121,7 @@ class HitOut(BaseModel):
     score: float
     text: str
     metadata: dict[str, Any]
+    rerank_score: float | None = None
 
 
 class SearchResponse(BaseModel):
@@ -52,15 +130,33 @@ class SearchResponse(BaseModel):
     truncated: bool = Field(description="True when the query was cut at the model's max tokens.")
 
 
+class BatchSearchRequest(SearchOptions):
+    queries: list[str] = Field(..., min_length=1, description="Queries, embedded in one model call.")
+
+    @field_validator("queries")
+    @classmethod
+    def _queries(cls, v: list[str]) -> list[str]:
+        return _texts(v, "queries")
+
+
+class BatchResult(BaseModel):
+    hits: list[HitOut]
+    truncated: bool
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[BatchResult]
+    took_ms: float
+
+
+# ------------------------------------------------------------------ embeddings
 class EmbedRequest(Strict):
     texts: list[str] = Field(..., min_length=1, description="Texts to embed.")
 
     @field_validator("texts")
     @classmethod
     def _texts(cls, v: list[str]) -> list[str]:
-        for i, text in enumerate(v):
-            _not_blank(text, f"texts[{i}]")
-        return v
+        return _texts(v, "texts")
 
 
 class EmbedResponse(BaseModel):
@@ -69,10 +165,130 @@ class EmbedResponse(BaseModel):
     truncated: list[bool]
 
 
+class OpenAIEmbeddingRequest(Strict):
+    input: str | list[str] = Field(
+        ..., description="A text or a list of texts (token arrays are not accepted)."
+    )
+    model: str = Field(..., min_length=1, max_length=256, description="Any name; the served model answers.")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="Must equal the model's dimension if given.")
+    user: str | None = Field(None, max_length=256)
+
+    def texts(self) -> list[str]:
+        texts = [self.input] if isinstance(self.input, str) else self.input
+        if not texts:
+            raise ValueError("input must not be empty")
+        return texts
+
+    @field_validator("input")
+    @classmethod
+    def _input(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("input must not be an empty list")
+            return _texts(v, "input")
+        return _not_blank(v, "input")
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
+
+
+class SimilarityRequest(Strict):
+    pairs: list[tuple[str, str]] = Field(..., min_length=1, description="[[a, b], ...] text pairs.")
+
+    @field_validator("pairs")
+    @classmethod
+    def _pairs(cls, v: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        for i, (a, b) in enumerate(v):
+            _not_blank(a, f"pairs[{i}][0]")
+            _not_blank(b, f"pairs[{i}][1]")
+        return v
+
+
+class SimilarityResponse(BaseModel):
+    scores: list[float] = Field(description="Cosine similarity of each pair's bi-encoder embeddings.")
+
+
+# ------------------------------------------------------------------ documents
+DocId = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class DocumentIn(Strict):
+    id: DocId
+    text: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return _not_blank(v, "text")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            json.dumps(v, allow_nan=False)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError("metadata must be plain JSON with finite numbers") from exc
+        return v
+
+
+class UpsertRequest(Strict):
+    documents: list[DocumentIn] = Field(..., min_length=1)
+
+
+class WriteResponse(BaseModel):
+    generation: int = Field(description="The index generation that holds this change (published).")
+    upserted: int = 0
+    deleted: int = 0
+
+
+class DocumentOut(BaseModel):
+    id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool
+    generation: int
+    documents: int
+
+
 class ReadyResponse(BaseModel):
     status: str
     documents: int
+    generation: int
     model_fingerprint: str
     dim: int
     device: str
     precision: str
+    micro_batching: bool
+    read_only: bool
+    reranker: bool
+    hybrid: bool
+
+
+class RerankRequest(Strict):
+    query: str
+    documents: list[str] = Field(..., min_length=1)
+    top_k: int | None = Field(None, ge=1)
+
+
+class ClassifyRequest(Strict):
+    pairs: list[tuple[str, str]] = Field(..., min_length=1)

@@ -28,8 +28,8 @@ def serve(settings: Settings, encoder: Encoder | None = None) -> None:
         (engine.encoder.fingerprint or "")[:12],
         engine.encoder.dim,
         engine.encoder.device,
-        engine.index.path,
-        engine.index.count,
+        engine.index_path,
+        engine.index.current.count,
     )
     app = create_app(settings, engine)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)

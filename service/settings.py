@@ -8,6 +8,20 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_K = 1000  # hard ceiling for k, documented in the README and OpenAPI
+MAX_RERANK_K = 1000
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.replace("\n", ",").split(",") if part.strip()]
+
+
+def read_keys(inline: str, file: Path | None) -> list[str]:
+    """Keys from a comma-separated list plus a file (one per line, ``#`` comments)."""
+    keys = _split(inline)
+    if file is not None:
+        lines = file.read_text(encoding="utf-8").splitlines()
+        keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return keys
 
 
 class Settings(BaseSettings):
@@ -15,6 +29,7 @@ class Settings(BaseSettings):
 
     index_dir: Path | None = None
     model_dir: Path | None = None  # default: the index's recorded model, else the packaged MiniLM
+    reranker_dir: Path | None = None
     device: str = "auto"
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -25,4 +40,35 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_texts_per_request: int = Field(256, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
-    encode_batch_size: int = Field(32, ge=1)
+    max_metadata_bytes: int = Field(16_384, ge=2)
+
+    # Dynamic micro-batching of model calls.
+    micro_batching: bool = True
+    batch_max_size: int = Field(64, ge=1, description="inputs per model call")
+    batch_max_tokens: int = Field(16_384, ge=16, description="estimated tokens per model call")
+    batch_max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    queue_max: int = Field(1024, ge=1, description="requests waiting for the model; past it: 429")
+    encode_batch_size: int = Field(64, ge=1, description="forward-pass size inside one model call")
+
+    # Updates and reload.
+    read_only: bool = False
+    reload_interval_s: float = Field(5.0, ge=0, description="poll manifest.json; 0 disables")
+    write_busy_timeout_s: float = Field(10.0, ge=0)
+
+    # Auth: comma-separated keys and/or a file of keys (one per line).
+    api_keys: str = ""
+    api_keys_file: Path | None = None
+    read_only_api_keys: str = ""
+    read_only_api_keys_file: Path | None = None
+
+    # CORS: off unless origins are listed (comma-separated; "*" for any).
+    cors_origins: str = ""
+
+    def keys(self) -> tuple[list[str], list[str]]:
+        return (
+            read_keys(self.api_keys, self.api_keys_file),
+            read_keys(self.read_only_api_keys, self.read_only_api_keys_file),
+        )
+
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins)

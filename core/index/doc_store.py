@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.errors import IndexFormatError
 
 DOCS_FILE = "docs.sqlite"
@@ -42,6 +44,7 @@ CREATE INDEX IF NOT EXISTS docs_id ON docs(id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _LIVE = "added_gen <= :g AND (deleted_gen IS NULL OR deleted_gen > :g)"
+_LIVE_POS = "added_gen <= ? AND (deleted_gen IS NULL OR deleted_gen > ?)"
 
 
 @dataclass
@@ -143,6 +146,26 @@ class DocStore:
     def existing(self, doc_ids: Sequence[str]) -> set[str]:
         """Which of ``doc_ids`` are live."""
         return set(self.live_iids(doc_ids))
+
+    def matching_iids(self, where: dict[str, Any]) -> np.ndarray:
+        """Int ids (sorted) of the live rows whose metadata matches ``where``: ``{key: value}`` is
+        equality, ``{key: {"in": [values]}}`` membership; keys are ANDed. Values compare as JSON
+        (``2019`` does not match ``"2019"``)."""
+        clauses, params = [], []
+        for key, cond in where.items():
+            path = '$."' + key.replace('"', "") + '"'
+            if isinstance(cond, dict):
+                values = list(cond["in"])
+                if not values:
+                    return np.empty(0, dtype=np.int64)
+                clauses.append(f"json_extract(metadata, ?) IN ({','.join('?' * len(values))})")
+                params += [path, *values]
+            else:
+                clauses.append("json_extract(metadata, ?) = ?")
+                params += [path, cond]
+        sql = f"SELECT iid FROM docs WHERE {' AND '.join([*clauses, _LIVE_POS])} ORDER BY iid"
+        rows = self._rows(sql, [*params, self._gen(), self._gen()])
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def count(self) -> int:
         return int(self._rows(f"SELECT COUNT(*) FROM docs WHERE {_LIVE}", {"g": self._gen()})[0][0])

@@ -15,6 +15,8 @@ from core.index.manifest import Manifest
 from core.index.vectors import VectorIndex
 
 INDEX_FILE = "index.faiss"
+# Filters matching at most this many documents are scored exactly, from the stored vectors.
+EXACT_FILTER_LIMIT = 20_000
 
 
 @dataclass
@@ -94,12 +96,25 @@ class IndexFolder:
     def count(self) -> int:
         return self.manifest.count
 
-    def search(self, queries: np.ndarray, k: int, params: dict[str, Any] | None = None) -> list[list[Hit]]:
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        params: dict[str, Any] | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> list[list[Hit]]:
         """Top-k hits per query. Vectors whose document is deleted (HNSW tombstones) are skipped,
-        and the search over-fetches by the tombstone count so that k live hits still come back."""
+        and the search over-fetches by the tombstone count so that k live hits still come back.
+        ``where``: a metadata filter (see :meth:`DocStore.matching_iids`); k hits come back
+        whenever k documents match."""
         merged = {**self.manifest.search_params, **{k_: v for k_, v in (params or {}).items() if v}}
+        if where:
+            return [self._search_filtered(q, k, merged, where) for q in np.atleast_2d(queries)]
         fetch = min(self.vectors.count, k + self.manifest.tombstones)
         scores, ids = self.vectors.search(queries, fetch, merged)
+        return self._hits(scores, ids, k)
+
+    def _hits(self, scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
         docs = self.store.get_many(wanted)
         results: list[list[Hit]] = []
@@ -114,6 +129,42 @@ class IndexFolder:
                     break
             results.append(hits)
         return results
+
+    def _search_filtered(
+        self, query: np.ndarray, k: int, params: dict[str, Any], where: dict[str, Any]
+    ) -> list[Hit]:
+        """Small match sets are scored exactly (ANN + a selective filter misses matches). Large
+        ones over-fetch from the ANN index by the inverse match rate and refill, growing the
+        fetch 4x at a time; if the ANN index still yields fewer than k, score exactly."""
+        matches = self.store.matching_iids(where)
+        if len(matches) == 0:
+            return []
+        query = query.reshape(1, -1)
+        if len(matches) > EXACT_FILTER_LIMIT:
+            total = self.vectors.count
+            fetch = min(total, 2 * k * -(-total // len(matches)) + self.manifest.tombstones)
+            while True:
+                scores, ids = self.vectors.search(query, fetch, params)
+                keep = np.isin(ids[0], matches)
+                if keep.sum() >= k or fetch >= total:
+                    break
+                fetch = min(total, fetch * 4)
+            if keep.sum() >= min(k, len(matches)):
+                return self._hits(scores[:, keep], ids[:, keep], k)[0]
+        scores, ids = self._exact(query[0], matches, k)
+        return self._hits(scores[None], ids[None], k)[0]
+
+    def _exact(self, query: np.ndarray, iids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        best_s, best_i = np.empty(0, np.float32), np.empty(0, np.int64)
+        for start in range(0, len(iids), EXACT_FILTER_LIMIT):
+            part = iids[start : start + EXACT_FILTER_LIMIT]
+            s = self.vectors.reconstruct(part) @ query
+            best_s, best_i = np.concatenate([best_s, s]), np.concatenate([best_i, part])
+            if len(best_s) > k:
+                top = np.argpartition(-best_s, k)[:k]
+                best_s, best_i = best_s[top], best_i[top]
+        order = np.argsort(-best_s, kind="stable")
+        return best_s[order], best_i[order]
 
     def get(self, doc_id: str) -> Document | None:
         return self.store.get(doc_id)

@@ -45,7 +45,10 @@ class UpdateResult:
 class MutableIndex:
     """Opened with the writer lock held; use as a context manager."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, adopt: tuple[int, VectorIndex] | None = None) -> None:
+        """``adopt``: (generation, vectors) already in memory (a server's current index). A copy of
+        them is used when that generation is still the published one, instead of reading the
+        FAISS file again; the caller's object is never mutated."""
         self.path = Path(path).expanduser().resolve()
         if not (self.path / "manifest.json").is_file():
             raise IndexFormatError(f"{self.path}: not a published index folder (no manifest.json)")
@@ -57,7 +60,10 @@ class MutableIndex:
         self._lock.__enter__()
         try:
             self.manifest = Manifest.read(self.path)
-            self.vectors = load_vectors(self.path, self.manifest)
+            if adopt is not None and adopt[0] == self.manifest.generation:
+                self.vectors = adopt[1].clone()
+            else:
+                self.vectors = load_vectors(self.path, self.manifest)
             self.store = DocStore(self.path / DOCS_FILE)
             undone = self.store.rollback_after(self.manifest.generation)
             if undone:

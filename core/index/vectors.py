@@ -181,6 +181,23 @@ class VectorIndex:
             params_cls, kwargs = getattr(faiss, "SearchParametersHNSW"), {"efSearch": int(ef)}  # noqa: B009
         return params_cls(**kwargs) if params_cls is not None else None
 
+    def clone(self) -> VectorIndex:
+        """A deep copy: a writer mutates the copy while readers keep searching the original."""
+        with self._lock:
+            return VectorIndex(faiss.clone_index(self.index), self.factory)
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids`` (approximate for PQ), for exact scoring of a filtered set."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        ivf = _ivf(self.index)
+        direct_map: Any = getattr(faiss, "DirectMap")  # noqa: B009 - missing from faiss's stubs
+        if ivf is not None and ivf.direct_map.type == direct_map.NoMap:
+            with self._lock:  # built once, on first use: an id -> (list, offset) hash table
+                if ivf.direct_map.type == direct_map.NoMap:
+                    ivf.set_direct_map_type(direct_map.Hashtable)
+        out: np.ndarray = self.index.reconstruct_batch(ids)
+        return out
+
     def save(self, path: Path) -> None:
         faiss.write_index(self.index, str(path))
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
+from core.errors import NotReadyError
 from service.deps import EngineDep
+from service.metrics import CONTENT_TYPE
 from service.schemas import ReadyResponse
 
 router = APIRouter(tags=["health"])
@@ -16,16 +19,29 @@ async def health() -> dict[str, str]:
 @router.get(
     "/ready",
     response_model=ReadyResponse,
-    summary="Readiness: 200 once the model and index are loaded, else 503",
+    summary="Readiness: 200 once the model and index are loaded; 503 before, and while a reload swaps",
     responses={503: {"description": "not ready"}},
 )
 async def ready(engine: EngineDep) -> ReadyResponse:
-    manifest = engine.index.manifest
+    if not engine.ready:
+        raise NotReadyError("swapping to a new index generation")
+    current = engine.index.current
+    manifest = current.manifest
     return ReadyResponse(
         status="ready",
-        documents=engine.index.count,
+        documents=current.count,
+        generation=manifest.generation,
         model_fingerprint=manifest.model_fingerprint,
         dim=manifest.dim,
         device=str(engine.encoder.device),
         precision=engine.encoder.precision,
+        micro_batching=engine.settings.micro_batching,
+        read_only=engine.settings.read_only,
+        reranker=False,
+        hybrid=False,
     )
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

@@ -4,23 +4,61 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from core.index.folder import Hit
 from service.deps import EngineDep
-from service.schemas import HitOut, SearchRequest, SearchResponse
+from service.schemas import (
+    BatchResult,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    HitOut,
+    SearchRequest,
+    SearchResponse,
+    filter_to_where,
+)
 
 router = APIRouter(tags=["search"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    413: {"description": "query too long"},
+    400: {"description": "rerank or hybrid asked of a service that has no reranker / BM25 index"},
+    413: {"description": "query too long or too many queries"},
     422: {"description": "invalid request"},
+    429: {"description": "overloaded; retry after Retry-After seconds"},
     503: {"description": "not ready"},
 }
 
 
-@router.post("/search", response_model=SearchResponse, summary="Semantic search", responses=_ERRORS)
+def hits_out(hits: list[Hit]) -> list[HitOut]:
+    return [HitOut(id=h.id, score=h.score, text=h.text, metadata=h.metadata) for h in hits]
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    response_model_exclude_none=True,
+    summary="Semantic search, optionally filtered by metadata",
+    responses=_ERRORS,
+)
 async def search(body: SearchRequest, engine: EngineDep) -> SearchResponse:
-    params = {"nprobe": body.nprobe, "ef_search": body.ef_search}
-    result = await engine.run(engine.search, body.query, body.k, {k: v for k, v in params.items() if v})
+    if body.rerank:
+        engine.check_rerank()
+    if body.hybrid:
+        engine.check_hybrid()
+    result = await engine.search(body.query, body.k, body.params(), filter_to_where(body.filter))
     return SearchResponse(
-        hits=[HitOut(id=h.id, score=h.score, text=h.text, metadata=h.metadata) for h in result.hits],
-        took_ms=round(result.took_ms, 3),
-        truncated=result.truncated,
+        hits=hits_out(result.hits), took_ms=round(result.took_ms, 3), truncated=result.truncated
+    )
+
+
+@router.post(
+    "/search/batch",
+    response_model=BatchSearchResponse,
+    response_model_exclude_none=True,
+    summary="Several queries in one request: one model call, one index search",
+    responses=_ERRORS,
+)
+async def search_batch(body: BatchSearchRequest, engine: EngineDep) -> BatchSearchResponse:
+    results, took = await engine.search_many(
+        body.queries, body.k, body.params(), filter_to_where(body.filter)
+    )
+    return BatchSearchResponse(
+        results=[BatchResult(hits=hits_out(h), truncated=t) for h, t in results], took_ms=round(took, 3)
     )

@@ -1,0 +1,199 @@
+"""Dynamic micro-batching: concurrent requests share one model call (as TEI and infinity do).
+
+Each request submits a list of inputs. A dedicated worker thread takes the oldest request, then
+keeps gathering more until the batch is full (by inputs or by estimated tokens) or ``max_wait_s``
+has passed since it started gathering, runs ONE model call over all of them, and hands each
+request back its own slice. The queue is bounded: past ``max_queue`` waiting requests,
+:meth:`MicroBatcher.submit` raises :class:`OverloadedError` (429 with ``Retry-After``).
+
+Why a thread and not a task: the model call holds the CPU for milliseconds; on the event loop it
+would stall every other request, including the ones we want to gather.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from core.errors import NotReadyError, OverloadedError
+
+log = logging.getLogger(__name__)
+
+X = TypeVar("X")  # one input (a text, a pair)
+R = TypeVar("R")  # the model's answer for a whole batch
+
+
+@dataclass
+class BatchStats:
+    """What the metrics layer is told about each model call."""
+
+    size: int  # inputs in the call
+    requests: int
+    queue_wait_s: list[float] = field(default_factory=list)  # per request: submit -> call start
+    run_s: float = 0.0
+
+
+@dataclass
+class _Job(Generic[X]):
+    inputs: Sequence[X]
+    tokens: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[object]
+    submitted: float
+
+
+class MicroBatcher(Generic[X, R]):
+    """``run(inputs) -> R`` over a whole batch; ``take(R, start, stop) -> R`` cuts one request's part."""
+
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[list[X]], R],
+        take: Callable[[R, int, int], R],
+        *,
+        tokens: Callable[[X], int],
+        max_batch: int = 64,
+        max_tokens: int = 16_384,
+        max_wait_s: float = 0.002,
+        max_queue: int = 1024,
+        enabled: bool = True,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self.name = name
+        self._run = run
+        self._take = take
+        self._tokens = tokens
+        # Disabled: one request per model call, still serialised on the worker (the baseline).
+        self.max_batch = max_batch if enabled else 1
+        self.max_tokens = max_tokens
+        self.max_wait_s = max_wait_s if enabled else 0.0
+        self.max_queue = max_queue
+        self.enabled = enabled
+        self._on_batch = on_batch
+        self._queue: queue.Queue[_Job[X] | None] = queue.Queue()
+        self._waiting = 0  # jobs submitted and not yet taken by the worker
+        self._count_lock = threading.Lock()
+        self._carry: _Job[X] | None = None  # taken but did not fit the previous batch
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    async def submit(self, inputs: Sequence[X]) -> R:
+        if self._closed:
+            raise NotReadyError(f"the {self.name} worker is shutting down")
+        with self._count_lock:
+            if self._waiting >= self.max_queue:
+                raise OverloadedError(
+                    f"{self._waiting} requests are waiting for the {self.name} model; try again shortly",
+                    retry_after_s=1.0,
+                )
+            self._waiting += 1
+        loop = asyncio.get_running_loop()
+        job = _Job(
+            inputs, sum(self._tokens(x) for x in inputs), loop, loop.create_future(), time.perf_counter()
+        )
+        self._queue.put(job)
+        result: R = await job.future  # type: ignore[assignment]
+        return result
+
+    def close(self) -> None:
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    # ------------------------------------------------------------ worker thread
+    def _next(self, timeout: float | None) -> _Job[X] | None:
+        if self._carry is not None:
+            carried, self._carry = self._carry, None
+            return carried
+        try:
+            job = (
+                self._queue.get(timeout=timeout)
+                if timeout is None or timeout > 0
+                else self._queue.get_nowait()
+            )
+        except queue.Empty:
+            return None
+        if job is not None:
+            with self._count_lock:
+                self._waiting -= 1
+        return job
+
+    def _gather(self, first: _Job[X]) -> list[_Job[X]]:
+        jobs = [first]
+        size, tokens = len(first.inputs), first.tokens
+        deadline = time.perf_counter() + self.max_wait_s
+        while size < self.max_batch:
+            job = self._next(deadline - time.perf_counter())
+            if job is None:
+                if self._closed:
+                    self._queue.put(None)  # keep the stop signal for the outer loop
+                break
+            if size + len(job.inputs) > self.max_batch or tokens + job.tokens > self.max_tokens:
+                self._carry = job  # first in line for the next batch: order is kept
+                break
+            jobs.append(job)
+            size += len(job.inputs)
+            tokens += job.tokens
+        return jobs
+
+    def _work(self) -> None:
+        while True:
+            first = self._next(None)
+            if first is None:
+                self._fail_pending()
+                return
+            jobs = self._gather(first)
+            started = time.perf_counter()
+            inputs: list[X] = [x for job in jobs for x in job.inputs]
+            try:
+                result = self._run(inputs)
+            except BaseException as exc:
+                for job in jobs:
+                    job.loop.call_soon_threadsafe(_set_exception, job.future, exc)
+                continue
+            offset = 0
+            for job in jobs:
+                part = self._take(result, offset, offset + len(job.inputs))
+                offset += len(job.inputs)
+                job.loop.call_soon_threadsafe(_set_result, job.future, part)
+            if self._on_batch is not None:
+                stats = BatchStats(
+                    size=len(inputs),
+                    requests=len(jobs),
+                    queue_wait_s=[started - job.submitted for job in jobs],
+                    run_s=time.perf_counter() - started,
+                )
+                try:
+                    self._on_batch(stats)
+                except Exception:  # metrics must never take the worker down
+                    log.exception("batch metrics hook failed")
+
+    def _fail_pending(self) -> None:
+        while True:
+            job = self._next(0)
+            if job is None:
+                return
+            job.loop.call_soon_threadsafe(
+                _set_exception, job.future, NotReadyError(f"the {self.name} worker stopped")
+            )
+
+
+def _set_result(future: asyncio.Future[object], value: object) -> None:
+    if not future.done():  # the caller may have gone away (client disconnect cancels it)
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[object], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,114 @@
+"""Prometheus metrics (prometheus-client), one registry per app so that apps never share state.
+
+Request metrics are labelled by the route TEMPLATE (``/documents/{doc_id}``), never the raw path,
+so an unknown-URL scan cannot blow up the label set.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.batcher import BatchStats
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "semsearch_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "semsearch_request_duration_seconds",
+            "HTTP request latency, server side",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "semsearch_queue_wait_seconds",
+            "Time a request waited for its model call",
+            ["model"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "semsearch_batch_size", "Inputs per model call", ["model"], buckets=SIZE_BUCKETS, registry=r
+        )
+        self.batch_requests = Histogram(
+            "semsearch_batch_requests",
+            "Requests sharing one model call",
+            ["model"],
+            buckets=SIZE_BUCKETS,
+            registry=r,
+        )
+        self.model_seconds = Histogram(
+            "semsearch_model_call_seconds", "Model call time", ["model"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.documents = Gauge("semsearch_index_documents", "Live documents in the served index", registry=r)
+        self.generation = Gauge("semsearch_index_generation", "Served index generation", registry=r)
+        self.reloads = Counter("semsearch_reloads", "Index reloads", ["result"], registry=r)
+        self.writes = Counter("semsearch_document_writes", "Documents written online", ["op"], registry=r)
+
+    def observe_batch(self, model: str, stats: BatchStats) -> None:
+        self.batch_size.labels(model).observe(stats.size)
+        self.batch_requests.labels(model).observe(stats.requests)
+        self.model_seconds.labels(model).observe(stats.run_s)
+        wait = self.queue_wait.labels(model)
+        for seconds in stats.queue_wait_s:
+            wait.observe(seconds)
+
+    def set_index(self, documents: int, generation: int) -> None:
+        self.documents.set(documents)
+        self.generation.set(generation)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def route_template(app: ASGIApp, scope: Scope) -> str:
+    router = getattr(app, "router", None)
+    for route in getattr(router, "routes", []):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", "unmatched"))
+    return "unmatched"
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, root: ASGIApp) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.root = root  # the FastAPI app, whose routes name the template
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = route_template(self.root, scope)
+            labels = (scope["method"], route, str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
