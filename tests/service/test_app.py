@@ -34,16 +34,6 @@ def assert_error_shape(resp: Any, status: int, code: str | None = None) -> dict[
 
 
 @pytest.fixture(scope="module")
-def tiny_index(tmp_path_factory, tiny_model_dir: Path, tiny_corpus: Path, tiny_encoder: Encoder) -> Path:
-    out = tmp_path_factory.mktemp("svc") / "idx"
-    build_index(
-        BuildConfig(model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), progress=False),
-        encoder=tiny_encoder,
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
 def settings(tiny_index: Path, tiny_model_dir: Path) -> Settings:
     return Settings(
         index_dir=tiny_index,

@@ -1,0 +1,94 @@
+"""Service fixtures: one tiny index built per session, copied for the tests that write to it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from core.encoder import Encoder
+from indexer.build import BuildConfig, build_index
+from service.app import create_app
+from service.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def tiny_index(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_corpus: Path, tiny_encoder: Encoder
+) -> Path:
+    """The 50 tiny documents (metadata ``topic`` and ``n``), flat index. Never written to."""
+    out = tmp_path_factory.mktemp("svc") / "idx"
+    build_index(
+        BuildConfig(model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), progress=False),
+        encoder=tiny_encoder,
+    )
+    return out
+
+
+@pytest.fixture
+def fresh_index(tiny_index: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny index, for tests that update it."""
+    out = tmp_path / "idx"
+    shutil.copytree(tiny_index, out)
+    return out
+
+
+@pytest.fixture
+def make_client(tiny_model_dir: Path) -> Iterator[Callable[..., TestClient]]:
+    """``make_client(index_dir, **settings)``: a started TestClient; closed at teardown."""
+    opened: list[TestClient] = []
+
+    def make(index_dir: Path, **overrides: Any) -> TestClient:
+        values: dict[str, Any] = {
+            "index_dir": index_dir,
+            "model_dir": tiny_model_dir,
+            "device": "cpu",
+            "reload_interval_s": 0,
+        }
+        values.update(overrides)
+        client = TestClient(create_app(Settings(**values)))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield make
+    for client in reversed(opened):
+        client.__exit__(None, None, None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ThreadedServer:
+    """A real uvicorn server on 127.0.0.1 in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start within 60 s")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
