@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,13 +143,15 @@ class IndexFolder:
         query = query.reshape(1, -1)
         if len(matches) > EXACT_FILTER_LIMIT:
             total = self.vectors.count
-            fetch = min(total, 2 * k * -(-total // len(matches)) + self.manifest.tombstones)
+            factor = 2 * total / len(matches)
+            fetch = min(total, math.ceil(k * factor) + self.manifest.tombstones)
             while True:
-                scores, ids = self.vectors.search(query, fetch, params)
+                widened = self.vectors.widen(params, factor)
+                scores, ids = self.vectors.search(query, fetch, widened)
                 keep = np.isin(ids[0], matches)
-                if keep.sum() >= k or fetch >= total:
+                if keep.sum() >= k or (fetch >= total and widened == params):
                     break
-                fetch = min(total, fetch * 4)
+                params, fetch, factor = widened, min(total, fetch * 4), 4
             if keep.sum() >= min(k, len(matches)):
                 return self._hits(scores[:, keep], ids[:, keep], k)[0]
         scores, ids = self._exact(query[0], matches, k)

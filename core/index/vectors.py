@@ -171,6 +171,16 @@ class VectorIndex:
             return self.index.search(queries, k)
         return self.index.search(queries, k, params=sp)
 
+    def widen(self, params: dict[str, Any], factor: float) -> dict[str, Any]:
+        """``params`` scaled to search ``factor`` times more of the index: a filter that keeps 1 in
+        ``factor`` vectors needs that many more IVF lists (over-fetching alone cannot reach lists
+        that were never probed)."""
+        ivf = _ivf(self.index)
+        if ivf is None:
+            return params
+        nprobe = int(params.get("nprobe") or ivf.nprobe)
+        return {**params, "nprobe": max(1, min(int(ivf.nlist), math.ceil(nprobe * factor)))}
+
     def _search_params(self, params: dict[str, Any]) -> Any:
         nprobe, ef = params.get("nprobe"), params.get("ef_search")
         # Built through getattr: faiss's bundled stubs lag its SWIG classes.
