@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from core.encoder import Encoder
 from core.errors import IndexFormatError, IndexMismatchError
-from indexer.build import BuildConfig, build_index
 from service.app import create_app
 from service.settings import Settings
 
