@@ -28,7 +28,7 @@ from core.errors import IndexBusyError, SemsearchError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
-from core.index.mutable import MutableIndex
+from core.index.mutable import MutableIndex, same_publication
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,11 @@ class LiveIndex:
         self._writer: threading.Thread | None = None
 
     # ------------------------------------------------------------ reload
-    def published_generation(self) -> int:
-        return Manifest.read(self.path).generation
-
     def reload(self, force: bool = False) -> bool:
         """Open the newest published generation beside the current one, then swap to it.
         Returns whether it swapped. The old snapshot is released when its last search ends."""
         with self._swap_lock:
-            if not force and self.published_generation() == self.current.manifest.generation:
+            if not force and same_publication(Manifest.read(self.path), self.current.manifest):
                 return False
             self.swapping = True
             try:
@@ -147,7 +144,7 @@ class LiveIndex:
         while True:
             current = self.current
             try:
-                return MutableIndex(self.path, adopt=(current.manifest.generation, current.vectors))
+                return MutableIndex(self.path, adopt=(current.manifest, current.vectors))
             except IndexBusyError:
                 # `semsearch index add/compact` holds the lock: wait a bounded time for it.
                 if time.monotonic() > deadline:

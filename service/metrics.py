@@ -76,12 +76,16 @@ class Metrics:
 
 
 def route_template(app: ASGIApp, scope: Scope) -> str:
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", []):
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+    """The matched route's path template. Routing sets ``scope["route"]``; a request answered
+    before routing (401, 413) is matched here, without running anything."""
+    route = scope.get("route")
+    if route is None:
+        for candidate in getattr(getattr(app, "router", None), "routes", []):
+            match, child = candidate.matches(scope)
+            if match == Match.FULL:
+                route = child.get("route", candidate)
+                break
+    return str(getattr(route, "path", None) or "unmatched")
 
 
 class MetricsMiddleware:

@@ -42,12 +42,18 @@ class UpdateResult:
     missing: list[str]
 
 
+def same_publication(a: Manifest, b: Manifest) -> bool:
+    """The same published index: generation numbers alone can repeat when a folder is replaced
+    by an unrelated build, the publication time does not."""
+    return (a.generation, a.created_at) == (b.generation, b.created_at)
+
+
 class MutableIndex:
     """Opened with the writer lock held; use as a context manager."""
 
-    def __init__(self, path: str | Path, adopt: tuple[int, VectorIndex] | None = None) -> None:
-        """``adopt``: (generation, vectors) already in memory (a server's current index). A copy of
-        them is used when that generation is still the published one, instead of reading the
+    def __init__(self, path: str | Path, adopt: tuple[Manifest, VectorIndex] | None = None) -> None:
+        """``adopt``: (manifest, vectors) already in memory (a server's current index). A copy of
+        them is used when that manifest is still the published one, instead of reading the
         FAISS file again; the caller's object is never mutated."""
         self.path = Path(path).expanduser().resolve()
         if not (self.path / "manifest.json").is_file():
@@ -60,7 +66,7 @@ class MutableIndex:
         self._lock.__enter__()
         try:
             self.manifest = Manifest.read(self.path)
-            if adopt is not None and adopt[0] == self.manifest.generation:
+            if adopt is not None and same_publication(adopt[0], self.manifest):
                 self.vectors = adopt[1].clone()
             else:
                 self.vectors = load_vectors(self.path, self.manifest)
