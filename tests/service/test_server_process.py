@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -42,23 +47,17 @@ def served_index(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
     return out
 
 
-def test_serve_answers_over_http(served_index: Path, tiny_model_dir: Path) -> None:
+@contextlib.contextmanager
+def serving(index: Path, model: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``semsearch serve`` in a subprocess; yields (base URL, process) once /ready answers 200."""
     port = _free_port()
     cmd = [
-        sys.executable,
-        "-m",
-        "semsearch.cli",
-        "serve",
-        "--index",
-        str(served_index),
-        "--model",
-        str(tiny_model_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        sys.executable, "-m", "semsearch.cli", "serve", "--index", str(index), "--model", str(model),
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -72,6 +71,19 @@ def test_serve_answers_over_http(served_index: Path, tiny_model_dir: Path) -> No
                 pass
             time.sleep(0.2)
         assert ready, f"server did not become ready; exit code {proc.poll()}"
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def test_serve_answers_over_http(served_index: Path, tiny_model_dir: Path) -> None:
+    with serving(served_index, tiny_model_dir) as (base, _):
         r = httpx.post(f"{base}/search", json={"query": "the cat sat on the mat", "k": 2}, timeout=10)
         assert r.status_code == 200
         hits = r.json()["hits"]
@@ -80,13 +92,27 @@ def test_serve_answers_over_http(served_index: Path, tiny_model_dir: Path) -> No
         bad = httpx.post(f"{base}/search", json={"query": " ", "k": 2}, timeout=10)
         assert bad.status_code == 422
         assert set(bad.json()["error"]) == {"code", "message"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+
+
+def test_acknowledged_writes_survive_kill_9(served_index: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Upserts and a delete answered 200, then SIGKILL at once; the restarted server has them all."""
+    index = tmp_path / "idx"
+    shutil.copytree(served_index, index)
+    docs = [{"id": f"k{i}", "text": f"the dog ran in the park {i}", "metadata": {"i": i}} for i in range(5)]
+    with serving(index, tiny_model_dir) as (base, proc):
+        for doc in docs:
+            assert httpx.put(f"{base}/documents", json={"documents": [doc]}, timeout=30).status_code == 200
+        assert httpx.delete(f"{base}/documents/d1", timeout=30).status_code == 200
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    with serving(index, tiny_model_dir) as (base, _):
+        for doc in docs:
+            got = httpx.get(f"{base}/documents/{doc['id']}", timeout=10)
+            assert got.status_code == 200 and got.json() == doc
+        assert httpx.get(f"{base}/documents/d1", timeout=10).status_code == 404
+        assert httpx.get(f"{base}/ready", timeout=10).json()["documents"] == 4 - 1 + 5
+        hits = httpx.post(f"{base}/search", json={"query": "the dog ran in the park 3", "k": 1}, timeout=10)
+        assert hits.json()["hits"][0]["id"].startswith("k")  # the tiny vocabulary has no digits
 
 
 def test_serve_refuses_a_missing_index(tmp_path: Path) -> None:
