@@ -206,6 +206,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--precision",
+        choices=["index", "auto", "fp32", "bf16", "fp16"],
+        help="query encoder precision (default index: as the index was built; auto: bf16 where native)",
+    )
+    p.add_argument("--read-only", action="store_const", const=True, help="refuse document writes (403)")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -218,6 +224,8 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         "host": args.host,
         "port": args.port,
         "device": getattr(args, "device", None),
+        "precision": getattr(args, "precision", None),
+        "read_only": getattr(args, "read_only", None),
         **extra,
     }
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,9 +1,10 @@
 """Dynamic micro-batching: concurrent requests share one model call (as TEI and infinity do).
 
 Each request submits a list of inputs. A dedicated worker thread takes the oldest request, then
-keeps gathering more until the batch is full (by inputs or by estimated tokens) or ``max_wait_s``
-has passed since it started gathering, runs ONE model call over all of them, and hands each
-request back its own slice. The queue is bounded: past ``max_queue`` waiting requests,
+takes every request queued meanwhile (they pile up while the previous call runs) until the batch
+is full (by inputs or by estimated tokens). While other requests are in flight it also waits up
+to ``max_wait_s`` for them; a lone request does not wait. It runs ONE model call over the batch
+and hands each request back its own slice. The queue is bounded: past ``max_queue`` waiting requests,
 :meth:`MicroBatcher.submit` raises :class:`OverloadedError` (429 with ``Retry-After``).
 
 Why a thread and not a task: the model call holds the CPU for milliseconds; on the event loop it
@@ -78,6 +79,7 @@ class MicroBatcher(Generic[X, R]):
         self._on_batch = on_batch
         self._queue: queue.Queue[_Job[X] | None] = queue.Queue()
         self._waiting = 0  # jobs submitted and not yet taken by the worker
+        self._inflight = 0  # jobs submitted and not yet answered
         self._count_lock = threading.Lock()
         self._carry: _Job[X] | None = None  # taken but did not fit the previous batch
         self._closed = False
@@ -98,12 +100,17 @@ class MicroBatcher(Generic[X, R]):
                     retry_after_s=1.0,
                 )
             self._waiting += 1
+            self._inflight += 1
         loop = asyncio.get_running_loop()
         job = _Job(
             inputs, sum(self._tokens(x) for x in inputs), loop, loop.create_future(), time.perf_counter()
         )
         self._queue.put(job)
-        result: R = await job.future  # type: ignore[assignment]
+        try:
+            result: R = await job.future  # type: ignore[assignment]
+        finally:
+            with self._count_lock:
+                self._inflight -= 1
         return result
 
     def close(self) -> None:
@@ -134,7 +141,10 @@ class MicroBatcher(Generic[X, R]):
         size, tokens = len(first.inputs), first.tokens
         deadline = time.perf_counter() + self.max_wait_s
         while size < self.max_batch:
-            job = self._next(deadline - time.perf_counter())
+            # Wait for stragglers only when other requests are in flight (their callers will be
+            # back soon); a lone request runs at once instead of paying max_wait in latency.
+            wait = deadline - time.perf_counter() if self._inflight > len(jobs) else 0.0
+            job = self._next(wait)
             if job is None:
                 if self._closed:
                     self._queue.put(None)  # keep the stop signal for the outer loop

@@ -66,6 +66,9 @@ class SearchEngine:
     ) -> None:
         self.encoder = encoder
         self.settings = settings
+        wanted = index.manifest.precision if settings.precision == "index" else settings.precision
+        if encoder.precision != wanted:
+            encoder.to_precision(wanted)
         self.metrics = metrics or Metrics()
         self.index_path = index.path
         self._check_manifest(index.manifest)

@@ -29,8 +29,9 @@ class Settings(BaseSettings):
 
     index_dir: Path | None = None
     model_dir: Path | None = None  # default: the index's recorded model, else the packaged MiniLM
-    reranker_dir: Path | None = None
     device: str = "auto"
+    # "index": embed queries as the index's documents were embedded (its manifest says how).
+    precision: str = Field("index", pattern="^(index|auto|fp32|bf16|fp16)$")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"

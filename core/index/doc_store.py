@@ -54,6 +54,27 @@ class Document:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def _typed_match(path: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """SQL matching the JSON value at ``path`` against ``values`` with JSON's types: SQLite
+    stores true as 1, so the type is checked beside the value."""
+    groups: dict[str, list[Any]] = {}
+    for v in values:
+        kind = "bool" if isinstance(v, bool) else "number" if isinstance(v, int | float) else "text"
+        groups.setdefault(kind, []).append(v)
+    parts, params = [], []
+    for kind, vals in groups.items():
+        if kind == "bool":
+            types = sorted({"'true'" if v else "'false'" for v in vals})
+            parts.append(f"json_type(metadata, ?) IN ({','.join(types)})")
+            params.append(path)
+        else:
+            types = "'integer','real'" if kind == "number" else "'text'"
+            marks = ",".join("?" * len(vals))
+            parts.append(f"(json_type(metadata, ?) IN ({types}) AND json_extract(metadata, ?) IN ({marks}))")
+            params += [path, path, *vals]
+    return ("(" + " OR ".join(parts) + ")" if parts else "0"), params
+
+
 class DocStore:
     def __init__(self, path: Path, readonly: bool = False, generation: int | None = None) -> None:
         """``generation``: the generation reads are pinned to (None: every committed row)."""
@@ -149,20 +170,15 @@ class DocStore:
 
     def matching_iids(self, where: dict[str, Any]) -> np.ndarray:
         """Int ids (sorted) of the live rows whose metadata matches ``where``: ``{key: value}`` is
-        equality, ``{key: {"in": [values]}}`` membership; keys are ANDed. Values compare as JSON
-        (``2019`` does not match ``"2019"``)."""
+        equality, ``{key: {"in": [values]}}`` membership; keys are ANDed. Values compare as typed
+        JSON: ``2019`` does not match ``"2019"``, nor ``true`` match ``1``."""
         clauses, params = [], []
         for key, cond in where.items():
             path = '$."' + key.replace('"', "") + '"'
-            if isinstance(cond, dict):
-                values = list(cond["in"])
-                if not values:
-                    return np.empty(0, dtype=np.int64)
-                clauses.append(f"json_extract(metadata, ?) IN ({','.join('?' * len(values))})")
-                params += [path, *values]
-            else:
-                clauses.append("json_extract(metadata, ?) = ?")
-                params += [path, cond]
+            values = list(cond["in"]) if isinstance(cond, dict) else [cond]
+            sql, args = _typed_match(path, values)
+            clauses.append(sql)
+            params += args
         sql = f"SELECT iid FROM docs WHERE {' AND '.join([*clauses, _LIVE_POS])} ORDER BY iid"
         rows = self._rows(sql, [*params, self._gen(), self._gen()])
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
