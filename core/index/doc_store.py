@@ -61,11 +61,12 @@ def _typed_match(path: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     for v in values:
         kind = "bool" if isinstance(v, bool) else "number" if isinstance(v, int | float) else "text"
         groups.setdefault(kind, []).append(v)
-    parts, params = [], []
+    parts: list[str] = []
+    params: list[Any] = []
     for kind, vals in groups.items():
         if kind == "bool":
-            types = sorted({"'true'" if v else "'false'" for v in vals})
-            parts.append(f"json_type(metadata, ?) IN ({','.join(types)})")
+            names = ",".join(sorted({"'true'" if v else "'false'" for v in vals}))
+            parts.append(f"json_type(metadata, ?) IN ({names})")
             params.append(path)
         else:
             types = "'integer','real'" if kind == "number" else "'text'"
