@@ -72,7 +72,7 @@ def filter_to_where(flt: Filter | None) -> dict[str, Any] | None:
 
 
 class SearchOptions(Strict):
-    k: int | None = Field(
+    k: StrictInt | None = Field(
         None,
         ge=1,
         le=MAX_K,
@@ -83,8 +83,10 @@ class SearchOptions(Strict):
         description='Metadata filter: `{"key": value}` is equality, `{"key": {"in": [v1, v2]}}` membership; '
         "keys are ANDed. k hits come back whenever k documents match.",
     )
-    nprobe: int | None = Field(None, ge=1, le=65536, description="IVF lists to visit (default: the index's)")
-    ef_search: int | None = Field(
+    nprobe: StrictInt | None = Field(
+        None, ge=1, le=65536, description="IVF lists to visit (default: the index's)"
+    )
+    ef_search: StrictInt | None = Field(
         None, ge=1, le=65536, description="HNSW search breadth (default: the index's)"
     )
 
@@ -105,10 +107,14 @@ class SearchOptions(Strict):
 
 class SearchRequest(SearchOptions):
     query: str = Field(..., description="Natural-language query; truncated at the model's max tokens.")
-    rerank: bool = Field(False, description="Re-score the top rerank_k candidates with the cross-encoder.")
-    rerank_k: int = Field(50, ge=1, le=MAX_RERANK_K, description="Candidates the reranker re-scores.")
-    hybrid: bool = Field(False, description="Fuse BM25 with the dense scores.")
-    alpha: float | None = Field(None, ge=0, le=1, description="Hybrid weight of the dense score.")
+    rerank: StrictBool = Field(
+        False, description="Re-score the top rerank_k candidates with the cross-encoder."
+    )
+    rerank_k: StrictInt = Field(50, ge=1, le=MAX_RERANK_K, description="Candidates the reranker re-scores.")
+    hybrid: StrictBool = Field(False, description="Fuse BM25 with the dense scores.")
+    alpha: float | None = Field(
+        None, ge=0, le=1, strict=True, description="Hybrid weight of the dense score."
+    )
 
     @field_validator("query")
     @classmethod
@@ -171,7 +177,7 @@ class OpenAIEmbeddingRequest(Strict):
     )
     model: str = Field(..., min_length=1, max_length=256, description="Any name; the served model answers.")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1, description="Must equal the model's dimension if given.")
+    dimensions: StrictInt | None = Field(None, ge=1, description="Must equal the model's dimension if given.")
     user: str | None = Field(None, max_length=256)
 
     def texts(self) -> list[str]:
@@ -287,7 +293,7 @@ class ReadyResponse(BaseModel):
 class RerankRequest(Strict):
     query: str
     documents: list[str] = Field(..., min_length=1)
-    top_k: int | None = Field(None, ge=1)
+    top_k: StrictInt | None = Field(None, ge=1)
 
 
 class ClassifyRequest(Strict):

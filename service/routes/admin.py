@@ -4,8 +4,9 @@ from fastapi import APIRouter
 
 from service.deps import WriterDep
 from service.schemas import ReloadResponse
+from service.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], route_class=StrictJSONRoute)
 
 
 @router.post(

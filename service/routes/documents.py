@@ -7,8 +7,9 @@ from fastapi import APIRouter, Path
 from core.index.doc_store import Document
 from service.deps import EngineDep, WriterDep
 from service.schemas import DocumentOut, UpsertRequest, WriteResponse
+from service.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(tags=["documents"], route_class=StrictJSONRoute)
 DocIdPath = Annotated[str, Path(min_length=1, max_length=512, description="The document's external id.")]
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "read-only key or read-only service"},

@@ -18,8 +18,9 @@ from service.schemas import (
     SimilarityRequest,
     SimilarityResponse,
 )
+from service.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], route_class=StrictJSONRoute)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"description": "too many or too long texts"},
     422: {"description": "invalid request"},

@@ -7,8 +7,9 @@ from core.errors import NotReadyError
 from service.deps import EngineDep
 from service.metrics import CONTENT_TYPE
 from service.schemas import ReadyResponse
+from service.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 
 
 @router.get("/health", summary="Liveness: 200 while the process is up")

@@ -10,7 +10,9 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-router = APIRouter(tags=["page"])
+from service.strict_json import StrictJSONRoute
+
+router = APIRouter(tags=["page"], route_class=StrictJSONRoute)
 
 
 def _load_page() -> str:

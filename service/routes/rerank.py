@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from core.errors import NotFoundError
 from service.deps import EngineDep
 from service.schemas import ClassifyRequest, RerankRequest
+from service.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["reranker"])
+router = APIRouter(tags=["reranker"], route_class=StrictJSONRoute)
 _NO_RERANKER = "no cross-encoder is loaded: start the service with SEMSEARCH_RERANKER_DIR (or --reranker DIR)"
 
 

@@ -15,8 +15,9 @@ from service.schemas import (
     SearchResponse,
     filter_to_where,
 )
+from service.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], route_class=StrictJSONRoute)
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "rerank or hybrid asked of a service that has no reranker / BM25 index"},
     413: {"description": "query too long or too many queries"},
