@@ -178,8 +178,11 @@ class Encoder:
         return list(self._tok.encode_batch(batch))
 
     def collate(self, encodings: Sequence[Any]) -> Features:
-        """Pad a batch to its own longest member and move it to the device."""
-        width = max(len(e.ids) for e in encodings)
+        """Pad a batch to its own longest member, rounded up to a multiple of 8, and move it to
+        the device. The rounding bounds the number of distinct shapes a server sees, and with it
+        the kernels oneDNN / cuBLAS compile and cache for each (and the memory they hold)."""
+        longest = max(len(e.ids) for e in encodings)
+        width = max(longest, min(-(-longest // 8) * 8, self.max_seq_length))
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
         types = np.zeros((len(encodings), width), dtype=np.int64)
@@ -198,27 +201,38 @@ class Encoder:
         out: Features = self.net(features)
         return out
 
-    def batches(self, encodings: Sequence[Any], batch_size: int) -> Iterator[np.ndarray]:
-        """Index arrays of length-sorted batches (longest first, so memory peaks early)."""
+    def batches(
+        self, encodings: Sequence[Any], batch_size: int, max_tokens: int | None = None
+    ) -> Iterator[np.ndarray]:
+        """Index arrays of length-sorted batches (longest first, so memory peaks early). With
+        ``max_tokens``, a batch also stops before its padded size (rows x its longest row) would
+        pass that budget: similar lengths travel together and little compute goes to padding."""
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")
-        for start in range(0, len(order), batch_size):
-            yield order[start : start + batch_size]
+        start = 0
+        while start < len(order):
+            rows = batch_size
+            if max_tokens is not None:  # the first row is the longest: it sets the padded width
+                rows = max(1, min(rows, max_tokens // int(lengths[order[start]])))
+            yield order[start : start + rows]
+            start += rows
 
-    def encode_detailed(self, texts: Sequence[str], batch_size: int = 32) -> Encoded:
-        if batch_size < 1:
-            raise InvalidInputError("batch_size must be >= 1")
+    def encode_detailed(
+        self, texts: Sequence[str], batch_size: int = 32, max_tokens: int | None = None
+    ) -> Encoded:
+        if batch_size < 1 or (max_tokens is not None and max_tokens < 1):
+            raise InvalidInputError("batch_size and max_tokens must be >= 1")
         encodings = self.tokenize(texts)
         n = len(encodings)
         out = np.empty((n, self.dim), dtype=np.float32)
         with torch.inference_mode():
-            for idx in self.batches(encodings, batch_size):
+            for idx in self.batches(encodings, batch_size, max_tokens):
                 feats = self.forward(self.collate([encodings[i] for i in idx]))
                 out[idx] = feats["sentence_embedding"].float().cpu().numpy()
         truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=n)
         counts = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
         return Encoded(out, truncated, counts)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 32, max_tokens: int | None = None) -> np.ndarray:
         """Embed ``texts`` in input order: float32 array of shape (len(texts), dim)."""
-        return self.encode_detailed(texts, batch_size).embeddings
+        return self.encode_detailed(texts, batch_size, max_tokens).embeddings

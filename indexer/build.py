@@ -56,6 +56,7 @@ class BuildConfig:
     index_type: str = "auto"
     memory_budget_mb: int = 0  # 0: no budget; else auto picks IVF-PQ when float32 vectors exceed it
     batch_size: int = 64
+    max_batch_tokens: int | None = None  # also cap each forward pass at this many padded tokens
     chunk_size: int = 4096  # documents embedded and checkpointed per step; bounds memory
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 where native)
@@ -94,6 +95,7 @@ def _build_key(cfg: BuildConfig, encoder: Encoder) -> str:
         "format": cfg.corpus_format,
         "chunk": cfg.chunk_size,
         "batch": cfg.batch_size,
+        "max_batch_tokens": cfg.max_batch_tokens,
         "max_seq_length": encoder.max_seq_length,
         "skip_bad": cfg.skip_bad_lines,
         "precision": encoder.precision,
@@ -208,9 +210,11 @@ Embed = Callable[[list[str]], np.ndarray]
 def _embedder(cfg: BuildConfig, encoder: Encoder) -> tuple[Embed, Callable[[], None]]:
     """(embed function, cleanup) for the chosen engine."""
     if cfg.engine == "local":
-        return (lambda texts: encoder.encode(texts, batch_size=cfg.batch_size)), (lambda: None)
+        return (lambda texts: encoder.encode(texts, cfg.batch_size, cfg.max_batch_tokens)), (lambda: None)
     if cfg.engine != "ray":
         raise InvalidInputError(f"unknown engine {cfg.engine!r}; use local or ray")
+    if cfg.max_batch_tokens is not None:
+        raise InvalidInputError("--max-batch-tokens works with --engine local only")
     from indexer.ray_engine import RayEmbedder
 
     ray = RayEmbedder(

@@ -44,6 +44,12 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=None,
+        help="also cap each forward pass at this many padded tokens (similar lengths batch together)",
+    )
+    p.add_argument(
         "--chunk-size", type=int, default=4096, help="documents embedded and checkpointed per step"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -83,6 +89,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         output=args.output,
         corpus_format=args.corpus_format,
         batch_size=args.batch_size,
+        max_batch_tokens=args.max_batch_tokens,
         chunk_size=args.chunk_size or (RAY_CHUNK_SIZE if args.engine == "ray" else 4096),
         device=args.device,
         skip_bad_lines=args.skip_bad_lines,

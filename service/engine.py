@@ -156,7 +156,8 @@ class SearchEngine:
 
     # ------------------------------------------------------------ model
     def _encode_now(self, texts: list[str]) -> Encoded:
-        return self.encoder.encode_detailed(texts, batch_size=self.settings.encode_batch_size)
+        s = self.settings
+        return self.encoder.encode_detailed(texts, s.encode_batch_size, s.encode_max_tokens)
 
     async def encode(self, texts: Sequence[str], what: str = "texts") -> Encoded:
         self.check_texts(texts, what)

@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     batch_max_tokens: int = Field(16_384, ge=16, description="estimated tokens per model call")
     batch_max_wait_ms: float = Field(2.0, ge=0, le=1000)
     queue_max: int = Field(1024, ge=1, description="requests waiting for the model; past it: 429")
-    encode_batch_size: int = Field(64, ge=1, description="forward-pass size inside one model call")
+    encode_batch_size: int = Field(64, ge=1, description="forward-pass rows inside one model call")
+    encode_max_tokens: int = Field(512, ge=16, description="forward-pass padded tokens inside one call")
 
     # Updates and reload.
     read_only: bool = False
