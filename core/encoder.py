@@ -178,11 +178,14 @@ class Encoder:
         return list(self._tok.encode_batch(batch))
 
     def collate(self, encodings: Sequence[Any]) -> Features:
-        """Pad a batch to its own longest member, rounded up to a multiple of 8, and move it to
-        the device. The rounding bounds the number of distinct shapes a server sees, and with it
-        the kernels oneDNN / cuBLAS compile and cache for each (and the memory they hold)."""
+        """Pad a batch to its own longest member (rounded up to a multiple of 8 when it has
+        several rows), and move it to the device. The rounding bounds the number of distinct
+        shapes a server sees, and with it the kernels oneDNN / cuBLAS compile and cache for each
+        (and the memory they hold)."""
         longest = max(len(e.ids) for e in encodings)
-        width = max(longest, min(-(-longest // 8) * 8, self.max_seq_length))
+        width = longest
+        if len(encodings) > 1:  # one row has at most max_seq_length shapes: no rounding needed
+            width = max(longest, min(-(-longest // 8) * 8, self.max_seq_length))
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
         types = np.zeros((len(encodings), width), dtype=np.int64)
