@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,26 @@ def test_concurrent_callers_get_their_own_results(tiny_index: Path, make_client,
     calls, requests = _batch_counts(client.get("/metrics").text)
     assert requests == 80
     assert calls < requests, "no model call was shared"
+
+
+def test_full_queue_answers_429_with_retry_after(tiny_index: Path, make_client, monkeypatch) -> None:
+    client = make_client(tiny_index, queue_max=1, micro_batching=False)
+    encoder = client.app.state.engine.encoder
+    slow = encoder.encode_detailed
+
+    def slow_encode(*args, **kwargs):  # a model call that takes long enough for callers to pile up
+        time.sleep(0.3)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(encoder, "encode_detailed", slow_encode)
+
+    def search(_: int):
+        return client.post("/search", json={"query": "the cat"})
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(search, range(6)))
+    codes = sorted(r.status_code for r in answers)
+    assert 200 in codes and 429 in codes, codes
+    refused = next(r for r in answers if r.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["code"] == "overloaded"
