@@ -151,9 +151,6 @@ class SearchEngine:
     def check_rerank(self) -> None:
         raise UnsupportedError("no reranker is configured: start the service with SEMSEARCH_RERANKER_DIR")
 
-    def check_hybrid(self) -> None:
-        raise UnsupportedError("hybrid search needs a BM25 index, which this service does not have")
-
     # ------------------------------------------------------------ model
     def _encode_now(self, texts: list[str]) -> Encoded:
         s = self.settings
@@ -191,6 +188,24 @@ class SearchEngine:
         hits = await asyncio.to_thread(snapshot.search, encoded.embeddings, k, params, where)
         took = (time.perf_counter() - started) * 1000
         return [(h, bool(t)) for h, t in zip(hits, encoded.truncated, strict=True)], took
+
+    async def search_hybrid(
+        self,
+        query: str,
+        k: int | None = None,
+        params: dict[str, int] | None = None,
+        where: dict[str, Any] | None = None,
+        alpha: float | None = None,
+    ) -> SearchResult:
+        """Dense + BM25 (built for the current generation on its first hybrid query), fused."""
+        started = time.perf_counter()
+        k = self.check_k(k)
+        encoded = await self.encode([query], "query")
+        snapshot = self.index.current
+        hits = await asyncio.to_thread(
+            snapshot.search_hybrid, encoded.embeddings[0], query, k, params, where, alpha
+        )
+        return SearchResult(hits, bool(encoded.truncated[0]), (time.perf_counter() - started) * 1000)
 
     async def similarity(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         texts = list(dict.fromkeys(t for pair in pairs for t in pair))  # each text encoded once

@@ -111,9 +111,13 @@ class SearchRequest(SearchOptions):
         False, description="Re-score the top rerank_k candidates with the cross-encoder."
     )
     rerank_k: StrictInt = Field(50, ge=1, le=MAX_RERANK_K, description="Candidates the reranker re-scores.")
-    hybrid: StrictBool = Field(False, description="Fuse BM25 with the dense scores.")
+    hybrid: StrictBool = Field(
+        False,
+        description="Fuse BM25 (bm25s, over this index generation) with dense search: reciprocal rank "
+        "fusion of the top 100 of each, or alpha-weighted normalised scores when alpha is given.",
+    )
     alpha: float | None = Field(
-        None, ge=0, le=1, strict=True, description="Hybrid weight of the dense score."
+        None, ge=0, le=1, strict=True, description="Hybrid only: weight of the dense score (0..1)."
     )
 
     @field_validator("query")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,15 @@ import numpy as np
 
 from core.errors import IndexFormatError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
+from core.index.lexical import LexicalIndex, mix, rrf
 from core.index.manifest import Manifest
 from core.index.vectors import VectorIndex
 
 INDEX_FILE = "index.faiss"
 # Filters matching at most this many documents are scored exactly, from the stored vectors.
 EXACT_FILTER_LIMIT = 20_000
+# Candidates each side (dense, BM25) contributes to hybrid fusion.
+HYBRID_DEPTH = 100
 
 
 @dataclass
@@ -62,6 +66,8 @@ class IndexFolder:
         self.manifest = manifest
         self.vectors = vectors
         self.store = store
+        self._lexical: LexicalIndex | None = None
+        self._lexical_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | Path) -> IndexFolder:
@@ -108,12 +114,60 @@ class IndexFolder:
         and the search over-fetches by the tombstone count so that k live hits still come back.
         ``where``: a metadata filter (see :meth:`DocStore.matching_iids`); k hits come back
         whenever k documents match."""
-        merged = {**self.manifest.search_params, **{k_: v for k_, v in (params or {}).items() if v}}
+        merged = self._params(params)
         if where:
-            return [self._search_filtered(q, k, merged, where) for q in np.atleast_2d(queries)]
+            matches = self.store.matching_iids(where)
+            out = []
+            for q in np.atleast_2d(queries):
+                scores, ids = self._ranked_filtered(q, k, merged, matches)
+                out.append(self._hits(scores[None], ids[None], k)[0])
+            return out
         fetch = min(self.vectors.count, k + self.manifest.tombstones)
         scores, ids = self.vectors.search(queries, fetch, merged)
         return self._hits(scores, ids, k)
+
+    def _params(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        return {**self.manifest.search_params, **{k: v for k, v in (params or {}).items() if v}}
+
+    def lexical(self) -> LexicalIndex:
+        """BM25 over this generation's documents, built on first use (then kept with it)."""
+        with self._lexical_lock:
+            if self._lexical is None:
+                self._lexical = LexicalIndex.build(self.store)
+            return self._lexical
+
+    def search_hybrid(
+        self,
+        query: np.ndarray,
+        text: str,
+        k: int,
+        params: dict[str, Any] | None = None,
+        where: dict[str, Any] | None = None,
+        alpha: float | None = None,
+        depth: int = HYBRID_DEPTH,
+    ) -> list[Hit]:
+        """Dense and BM25 candidates (``depth`` each), fused by reciprocal rank, or by
+        ``alpha``-weighted normalised scores when ``alpha`` is given (see core.index.lexical)."""
+        n = max(k, depth)
+        merged = self._params(params)
+        matches = self.store.matching_iids(where) if where else None
+        if matches is not None:
+            d_iids = self._ranked_filtered(query, n, merged, matches)[1]
+        else:
+            fetch = min(self.vectors.count, n + self.manifest.tombstones)
+            d_iids = self.vectors.search(query.reshape(1, -1), fetch, merged)[1][0]
+            d_iids = d_iids[d_iids >= 0]
+        lexical = self.lexical()
+        bm25 = lexical.search([text], n, matches)[0]
+        if alpha is None:
+            fused = rrf([d_iids, bm25.iids], n + self.manifest.tombstones)
+        else:
+            union = np.unique(np.concatenate([d_iids, bm25.iids]))
+            if len(union) == 0:
+                return []
+            dense = self.vectors.reconstruct(union) @ query.reshape(-1)
+            fused = mix(union, dense, lexical.scores_for(text, union), alpha, n + self.manifest.tombstones)
+        return self._hits(fused.scores[None], fused.iids[None], k)[0]
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
@@ -131,15 +185,15 @@ class IndexFolder:
             results.append(hits)
         return results
 
-    def _search_filtered(
-        self, query: np.ndarray, k: int, params: dict[str, Any], where: dict[str, Any]
-    ) -> list[Hit]:
-        """Small match sets are scored exactly (ANN + a selective filter misses matches). Large
-        ones over-fetch from the ANN index by the inverse match rate and refill, growing the
-        fetch 4x at a time; if the ANN index still yields fewer than k, score exactly."""
-        matches = self.store.matching_iids(where)
+    def _ranked_filtered(
+        self, query: np.ndarray, k: int, params: dict[str, Any], matches: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, int ids) of the best k among ``matches``. Small match sets are scored
+        exactly (ANN + a selective filter misses matches). Large ones over-fetch from the ANN
+        index by the inverse match rate and refill, growing the fetch 4x at a time; if the ANN
+        index still yields fewer than k, score exactly."""
         if len(matches) == 0:
-            return []
+            return np.empty(0, np.float32), np.empty(0, np.int64)
         query = query.reshape(1, -1)
         if len(matches) > EXACT_FILTER_LIMIT:
             total = self.vectors.count
@@ -153,9 +207,8 @@ class IndexFolder:
                     break
                 params, fetch, factor = widened, min(total, fetch * 4), 4
             if keep.sum() >= min(k, len(matches)):
-                return self._hits(scores[:, keep], ids[:, keep], k)[0]
-        scores, ids = self._exact(query[0], matches, k)
-        return self._hits(scores[None], ids[None], k)[0]
+                return scores[0][keep], ids[0][keep]
+        return self._exact(query[0], matches, k)
 
     def _exact(self, query: np.ndarray, iids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         best_s, best_i = np.empty(0, np.float32), np.empty(0, np.int64)

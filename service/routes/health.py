@@ -39,7 +39,7 @@ async def ready(engine: EngineDep) -> ReadyResponse:
         micro_batching=engine.settings.micro_batching,
         read_only=engine.settings.read_only,
         reranker=False,
-        hybrid=False,
+        hybrid=True,
     )
 
 

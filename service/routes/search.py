@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from core.errors import InvalidInputError
 from core.index.folder import Hit
 from service.deps import EngineDep
 from service.schemas import (
@@ -19,7 +20,7 @@ from service.strict_json import StrictJSONRoute
 
 router = APIRouter(tags=["search"], route_class=StrictJSONRoute)
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "rerank or hybrid asked of a service that has no reranker / BM25 index"},
+    400: {"description": "rerank asked of a service that has no reranker"},
     413: {"description": "query too long or too many queries"},
     422: {"description": "invalid request"},
     429: {"description": "overloaded; retry after Retry-After seconds"},
@@ -41,9 +42,13 @@ def hits_out(hits: list[Hit]) -> list[HitOut]:
 async def search(body: SearchRequest, engine: EngineDep) -> SearchResponse:
     if body.rerank:
         engine.check_rerank()
+    where = filter_to_where(body.filter)
     if body.hybrid:
-        engine.check_hybrid()
-    result = await engine.search(body.query, body.k, body.params(), filter_to_where(body.filter))
+        result = await engine.search_hybrid(body.query, body.k, body.params(), where, body.alpha)
+    elif body.alpha is not None:
+        raise InvalidInputError("alpha weighs the dense score in hybrid search: send it with hybrid: true")
+    else:
+        result = await engine.search(body.query, body.k, body.params(), where)
     return SearchResponse(
         hits=hits_out(result.hits), took_ms=round(result.took_ms, 3), truncated=result.truncated
     )

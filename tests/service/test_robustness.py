@@ -479,15 +479,19 @@ def test_filter_values_compare_as_json_numbers_and_strings(client: TestClient) -
     [
         ({"rerank": True}, "SEMSEARCH_RERANKER_DIR"),
         ({"rerank": True, "rerank_k": 5}, "SEMSEARCH_RERANKER_DIR"),
-        ({"hybrid": True}, "BM25"),
-        ({"hybrid": True, "alpha": 0.3}, "BM25"),
+        ({"rerank": True, "hybrid": True}, "SEMSEARCH_RERANKER_DIR"),
     ],
 )
-def test_rerank_and_hybrid_without_support_are_400_unsupported(
+def test_rerank_without_a_reranker_is_400_unsupported(
     client: TestClient, extra: dict[str, Any], needle: str
 ) -> None:
     err = assert_error_shape(client.post("/search", json={"query": QUERY, **extra}), 400, "unsupported")
     assert needle in err["message"]
+
+
+def test_alpha_without_hybrid_is_422(client: TestClient) -> None:
+    err = assert_error_shape(client.post("/search", json={"query": QUERY, "alpha": 0.5}), 422)
+    assert "hybrid" in err["message"]
 
 
 def test_rerank_and_hybrid_false_are_plain_search(client: TestClient) -> None:

@@ -1,0 +1,135 @@
+"""BM25 over an index folder's documents (the ``bm25s`` library), and its fusion with dense search.
+
+A :class:`LexicalIndex` is built from the live rows of one generation of ``docs.sqlite``; it is
+in memory only (bm25s indexes ~10^5 short documents per second), so it can never disagree with
+the documents it was built from. Fusion has two modes:
+
+- reciprocal rank fusion (default, no parameter to tune): ``sum 1 / (60 + rank)`` over the dense
+  and BM25 rankings;
+- ``alpha``: ``alpha * dense + (1 - alpha) * bm25``, each min-max normalised over the candidates.
+  Candidates found by only one side get their true score on the other side (the dense score from
+  the stored vector, the BM25 score from the full score vector), not a made-up zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import bm25s
+import numpy as np
+
+from core.index.doc_store import DocStore
+
+log = logging.getLogger(__name__)
+RRF_K = 60
+STOPWORDS = "en"
+
+
+def _stemmer() -> Any:
+    try:
+        import Stemmer  # PyStemmer: optional, a small C extension
+
+        return Stemmer.Stemmer("english")
+    except ImportError:  # pragma: no cover - BM25 still works, a little worse on inflections
+        return None
+
+
+@dataclass
+class Ranked:
+    iids: np.ndarray  # int64, best first
+    scores: np.ndarray  # float32
+
+
+class LexicalIndex:
+    def __init__(self, iids: np.ndarray, retriever: bm25s.BM25, stemmer: Any) -> None:
+        self.iids = iids  # bm25s document index -> our int id
+        self.row = {int(iid): i for i, iid in enumerate(iids)}
+        self.retriever = retriever
+        self.stemmer = stemmer
+
+    @classmethod
+    def build(cls, store: DocStore) -> LexicalIndex:
+        """From every document live at the store's pinned generation."""
+        iids: list[int] = []
+        texts: list[str] = []
+        for batch in store.iter_live():
+            for iid, doc in batch:
+                iids.append(iid)
+                texts.append(doc.text)
+        stemmer = _stemmer()
+        retriever = bm25s.BM25()
+        if texts:
+            tokens = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=stemmer, show_progress=False)
+            retriever.index(tokens, show_progress=False)
+        log.info("BM25 index over %d documents", len(texts))
+        return cls(np.asarray(iids, dtype=np.int64), retriever, stemmer)
+
+    @property
+    def count(self) -> int:
+        return len(self.iids)
+
+    def _tokens(self, queries: Sequence[str]) -> list[list[str]]:
+        out: Any = bm25s.tokenize(
+            list(queries), stopwords=STOPWORDS, stemmer=self.stemmer, return_ids=False, show_progress=False
+        )
+        return [list(q) for q in out]
+
+    def _mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        if allowed is None:
+            return None
+        mask = np.zeros(self.count, dtype=np.float32)
+        rows = [self.row[int(i)] for i in allowed if int(i) in self.row]
+        mask[rows] = 1.0
+        return mask
+
+    def search(self, queries: Sequence[str], k: int, allowed: np.ndarray | None = None) -> list[Ranked]:
+        """Top-k documents by BM25 per query, only those with a positive score (sharing a term).
+        ``allowed``: int ids a filter lets through (None: all)."""
+        if self.count == 0:
+            return [Ranked(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in queries]
+        k = min(k, self.count)
+        docs, scores = self.retriever.retrieve(
+            self._tokens(queries), k=k, show_progress=False, weight_mask=self._mask(allowed), n_threads=1
+        )
+        out = []
+        for row_docs, row_scores in zip(docs, scores, strict=True):
+            keep = row_scores > 0
+            out.append(Ranked(self.iids[row_docs[keep]], row_scores[keep].astype(np.float32)))
+        return out
+
+    def scores_for(self, query: str, iids: np.ndarray) -> np.ndarray:
+        """BM25 scores of ``query`` for the given int ids (0 for ids not indexed)."""
+        if self.count == 0:
+            return np.zeros(len(iids), dtype=np.float32)
+        tokens = self._tokens([query])[0]
+        known = [t for t in tokens if t in self.retriever.vocab_dict]
+        if not known:
+            return np.zeros(len(iids), dtype=np.float32)
+        all_scores = self.retriever.get_scores(known)
+        rows = np.array([self.row.get(int(i), -1) for i in iids])
+        return np.where(rows >= 0, all_scores[np.maximum(rows, 0)], 0.0).astype(np.float32)
+
+
+def rrf(rankings: Sequence[np.ndarray], k: int) -> Ranked:
+    """Reciprocal rank fusion of int-id rankings (each best first)."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, iid in enumerate(ranking.tolist()):
+            fused[iid] = fused.get(iid, 0.0) + 1.0 / (RRF_K + rank + 1)
+    order = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+    return Ranked(np.array([i for i, _ in order], np.int64), np.array([s for _, s in order], np.float32))
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    span = float(x.max() - x.min()) if len(x) else 0.0
+    return (x - x.min()) / span if span > 0 else np.ones_like(x)
+
+
+def mix(iids: np.ndarray, dense: np.ndarray, lexical: np.ndarray, alpha: float, k: int) -> Ranked:
+    """``alpha * dense + (1 - alpha) * bm25`` over candidates, each min-max normalised."""
+    fused = alpha * _minmax(dense) + (1 - alpha) * _minmax(lexical)
+    order = np.argsort(-fused, kind="stable")[:k]
+    return Ranked(iids[order], fused[order].astype(np.float32))
