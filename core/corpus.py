@@ -14,10 +14,18 @@ from typing import Any
 
 from core.errors import DataError
 from core.index.doc_store import Document
+from core.smart import read_smart_records
 from core.textfile import iter_csv_rows, iter_lines
 
-FORMATS = ("jsonl", "csv", "tsv")
-_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+FORMATS = ("jsonl", "csv", "tsv", "smart")
+_EXTENSIONS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".all": "smart",  # the classic IR collections' SMART files (MED.ALL, ADI.ALL)
+}
 
 
 @dataclass
@@ -35,7 +43,9 @@ def detect_format(path: Path, fmt: str | None = None) -> str:
     for suffix in reversed(suffixes):
         if suffix in _EXTENSIONS:
             return _EXTENSIONS[suffix]
-    raise DataError(path, None, "cannot tell the corpus format from the extension; use .jsonl, .csv or .tsv")
+    raise DataError(
+        path, None, "cannot tell the corpus format from the extension; use .jsonl, .csv, .tsv or .ALL (SMART)"
+    )
 
 
 def _doc_from(obj: Any, path: Path, line: int) -> Document:
@@ -106,7 +116,14 @@ def read_corpus(
     if not path.is_file():
         raise DataError(path, None, "corpus file not found")
     kind = detect_format(path, fmt)
-    rows = _read_jsonl(path) if kind == "jsonl" else _read_delimited(path, "," if kind == "csv" else "\t")
+    if kind == "smart":
+        rows: Iterator[tuple[int, Any]] = (
+            (line, {"id": rec_id, "text": text}) for line, rec_id, text in read_smart_records(path)
+        )
+    elif kind == "jsonl":
+        rows = _read_jsonl(path)
+    else:
+        rows = _read_delimited(path, "," if kind == "csv" else "\t")
     while True:
         try:
             item = next(rows, None)

@@ -17,10 +17,19 @@ TEXT_FIELDS = ("T", "W")
 
 def read_smart(path: str | Path, fields: tuple[str, ...] = TEXT_FIELDS) -> Iterator[tuple[str, str]]:
     """Yield ``(id, text)``: the named fields of each record joined, whitespace collapsed."""
+    for _, rec_id, text in read_smart_records(path, fields):
+        yield rec_id, text
+
+
+def read_smart_records(
+    path: str | Path, fields: tuple[str, ...] = TEXT_FIELDS
+) -> Iterator[tuple[int, str, str]]:
+    """Yield ``(line of its .I, id, text)`` per record."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, "file not found")
     rec_id: str | None = None
+    start = 0
     field: str | None = None
     parts: list[str] = []
     for line_no, line in iter_lines(path):
@@ -28,8 +37,8 @@ def read_smart(path: str | Path, fields: tuple[str, ...] = TEXT_FIELDS) -> Itera
             raise line
         if line.startswith(".I"):
             if rec_id is not None:
-                yield rec_id, " ".join(" ".join(parts).split())
-            rec_id = line[2:].strip()
+                yield start, rec_id, " ".join(" ".join(parts).split())
+            rec_id, start = line[2:].strip(), line_no
             if not rec_id:
                 raise DataError(path, line_no, "a .I line without an id")
             field, parts = None, []
@@ -41,4 +50,4 @@ def read_smart(path: str | Path, fields: tuple[str, ...] = TEXT_FIELDS) -> Itera
         elif field in fields:
             parts.append(line)
     if rec_id is not None:
-        yield rec_id, " ".join(" ".join(parts).split())
+        yield start, rec_id, " ".join(" ".join(parts).split())

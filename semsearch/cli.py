@@ -28,7 +28,9 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--corpus", required=True, help="JSONL ({id, text, metadata}) or CSV/TSV with id,text columns"
     )
     p.add_argument("--output", required=True, help="index folder to create or replace")
-    p.add_argument("--format", dest="corpus_format", default="auto", choices=["auto", "jsonl", "csv", "tsv"])
+    p.add_argument(
+        "--format", dest="corpus_format", default="auto", choices=["auto", "jsonl", "csv", "tsv", "smart"]
+    )
     p.add_argument(
         "--index-type",
         default="auto",
@@ -128,7 +130,9 @@ def _add_update(index_sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--index", required=True)
     p.add_argument("--corpus", required=True)
     p.add_argument("--model", help="default: the model that built the index")
-    p.add_argument("--format", dest="corpus_format", default="auto", choices=["auto", "jsonl", "csv", "tsv"])
+    p.add_argument(
+        "--format", dest="corpus_format", default="auto", choices=["auto", "jsonl", "csv", "tsv", "smart"]
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--chunk-size", type=int, default=4096)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -398,6 +402,43 @@ def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_cmd_eval_sts)
+    _add_eval_retrieval(ev_sub)
+
+
+def _add_eval_retrieval(ev_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = ev_sub.add_parser("retrieval", help="nDCG@10, Recall@100 and MRR@10 of an index (pytrec_eval)")
+    p.add_argument("--index", required=True, help="index folder (document ids = the qrels' doc ids)")
+    p.add_argument("--queries", required=True, help="SMART .QRY, TSV qid<TAB>text, or JSONL {id, text}")
+    p.add_argument("--qrels", required=True, help="TREC 'qid 0 docid grade' or SMART .REL")
+    p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], default="dense")
+    p.add_argument(
+        "--hybrid", action="store_const", const="hybrid", dest="mode", help="same as --mode hybrid"
+    )
+    p.add_argument("--alpha", type=float, help="hybrid: weight of the dense score (default: rank fusion)")
+    p.add_argument("--model", help="encoder folder (default: the one that built the index)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--output", help="write the means and per-query metrics as JSON here")
+    p.set_defaults(func=_cmd_eval_retrieval)
+
+
+def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
+    import json
+
+    from core.errors import InvalidInputError
+    from training.retrieval import evaluate_files, report_json
+
+    if args.alpha is not None and not 0 <= args.alpha <= 1:
+        raise InvalidInputError("--alpha must be between 0 and 1")
+    r = evaluate_files(args.index, args.queries, args.qrels, args.mode, args.model, args.alpha, args.device)
+    m = r.means
+    print(
+        f"{r.mode}: ndcg@10 {m['ndcg@10']:.4f}  recall@100 {m['recall@100']:.4f}  mrr@10 {m['mrr@10']:.4f}  "
+        f"({r.queries} judged queries, {len(r.unjudged_queries)} without judgments, "
+        f"{r.queries_per_s:.0f} queries/s)"
+    )
+    if args.output:
+        Path(args.output).write_text(json.dumps(report_json(r), indent=2) + "\n", encoding="utf-8")
+    return 0
 
 
 def _cmd_eval_sts(args: argparse.Namespace) -> int:

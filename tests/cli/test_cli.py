@@ -110,3 +110,36 @@ def test_serve_without_index_fails_cleanly(capsys: pytest.CaptureFixture[str]) -
     err = capsys.readouterr().err
     assert code == EXIT_ERROR
     assert "no index configured" in err
+
+
+def test_eval_retrieval_prints_metrics_and_writes_json(
+    tmp_path: Path, tiny_model_dir: Path, tiny_corpus: Path, tiny_docs, capsys
+) -> None:
+    index = tmp_path / "idx"
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--model",
+                str(tiny_model_dir),
+                "--corpus",
+                str(tiny_corpus),
+                "--output",
+                str(index),
+            ]
+        )
+        == 0
+    )
+    queries = tmp_path / "q.tsv"
+    queries.write_text("".join(f"q{i}\t{d['text']}\n" for i, d in enumerate(tiny_docs[:5])))
+    qrels = tmp_path / "qrels.trec"
+    qrels.write_text("".join(f"q{i} 0 {d['id']} 1\n" for i, d in enumerate(tiny_docs[:5])))
+    out = tmp_path / "eval.json"
+    argv = ["eval", "retrieval", "--index", str(index), "--queries", str(queries), "--qrels", str(qrels)]
+    assert main([*argv, "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "dense: ndcg@10 1.0000" in printed and "5 judged queries" in printed
+    assert json.loads(out.read_text())["per_query"]["q0"]["mrr@10"] == 1.0
+    assert main([*argv, "--hybrid", "--alpha", "0.5"]) == 0
+    assert main([*argv, "--hybrid", "--alpha", "2"]) != 0

@@ -181,3 +181,17 @@ def test_invalid_utf8_skipping_keeps_the_good_rows(tmp_path: Path) -> None:
     # Lines 1-3 precede the bad byte and are valid; they must not be lost.
     assert [doc.id for _, doc in got][:3] == ["1", "2", "3"]
     assert [e.line for e in skipped] == [4]
+
+
+def test_smart_all_files_are_a_corpus(tmp_path: Path) -> None:
+    path = tmp_path / "MED.ALL"
+    path.write_text(".I 1\r\n.W\r\nfirst doc\r\ntext\r\n.I 7\r\n.T\r\ntitle\r\n.W\r\nbody\r\n")
+    rows = list(read_corpus(path))
+    assert [(r.line, r.doc.id, r.doc.text) for r in rows] == [
+        (1, "1", "first doc text"),
+        (5, "7", "title body"),
+    ]
+    bad = tmp_path / "BAD.ALL"
+    bad.write_text("stray text\n.I 1\n.W\nx\n")
+    with pytest.raises(DataError, match=r"BAD\.ALL:1"):
+        list(read_corpus(bad))

@@ -1,0 +1,198 @@
+"""Retrieval evaluation of an index folder: nDCG@10, Recall@100 and MRR@10 with pytrec_eval.
+
+Readers for the queries (SMART ``.QRY``, TSV ``qid<TAB>text``, JSONL ``{"id", "text"}``) and the
+judgments (TREC ``qid 0 docid grade``, SMART ``.REL`` ``qid docid 0 0.0``). Document ids in the
+judgments are the corpus ids the index was built with. Modes: ``dense`` (the encoder + FAISS),
+``bm25`` (bm25s over the index's documents) and ``hybrid`` (their fusion, as the service does).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytrec_eval
+
+from core.encoder import Encoder
+from core.errors import DataError, InvalidInputError
+from core.index.folder import Hit, IndexFolder
+from core.smart import read_smart
+from core.textfile import iter_lines
+
+MEASURES = {"ndcg_cut.10": "ndcg@10", "recall.100": "recall@100"}
+DEPTH = 100
+MODES = ("dense", "bm25", "hybrid")
+
+
+@dataclass
+class RetrievalReport:
+    mode: str
+    queries: int  # judged queries evaluated
+    means: dict[str, float]
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict)
+    unjudged_queries: list[str] = field(default_factory=list)
+    queries_per_s: float = 0.0
+
+
+def read_queries(path: str | Path) -> dict[str, str]:
+    """qid -> text, from SMART ``.QRY``, JSONL or TSV (chosen by the file's content)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "queries file not found")
+    first = next((line for _, line in iter_lines(path) if isinstance(line, str) and line.strip()), "")
+    if isinstance(first, str) and first.startswith(".I"):
+        return {qid: text for qid, text in read_smart(path, ("W", "T"))}
+    out: dict[str, str] = {}
+    for line_no, line in iter_lines(path):
+        if isinstance(line, DataError):
+            raise line
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                obj = json.loads(line)
+                qid, text = str(obj["id"]), str(obj["text"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DataError(path, line_no, f'expected {{"id", "text"}} JSON ({exc})') from None
+        else:
+            qid, sep, text = line.partition("\t")
+            if not sep:
+                raise DataError(path, line_no, "expected qid<TAB>text")
+        if not text.strip():
+            raise DataError(path, line_no, f"query {qid!r} is empty")
+        out[qid.strip()] = text.strip()
+    return out
+
+
+def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """qid -> {docid: grade}. TREC rows have the literal iteration ``0`` (or ``Q0``) second; SMART
+    ``.REL`` rows have the doc id second and count every listed document as relevant (grade 1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, "qrels file not found")
+    rows: list[tuple[int, list[str]]] = []
+    for line_no, line in iter_lines(path):
+        if isinstance(line, DataError):
+            raise line
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 3:
+            raise DataError(path, line_no, "expected 'qid 0 docid grade' (TREC) or 'qid docid 0 0.0' (SMART)")
+        rows.append((line_no, parts))
+    trec = all(p[1] in ("0", "Q0") and len(p) == 4 for _, p in rows)
+    qrels: dict[str, dict[str, int]] = {}
+    for line_no, parts in rows:
+        if trec:
+            try:
+                grade = int(float(parts[3]))
+            except ValueError:
+                raise DataError(path, line_no, f"grade {parts[3]!r} is not a number") from None
+            qid, docid = parts[0], parts[2]
+        else:
+            qid, docid, grade = parts[0], parts[1], 1
+        qrels.setdefault(qid, {})[docid] = grade
+    return qrels
+
+
+def _run_of(hits: Sequence[Hit]) -> dict[str, float]:
+    # Scores by rank: trec_eval breaks score ties by doc id, which would reorder equal scores.
+    return {h.id: float(len(hits) - r) for r, h in enumerate(hits)}
+
+
+def evaluate(
+    folder: IndexFolder,
+    encoder: Encoder | None,
+    queries: dict[str, str],
+    qrels: dict[str, dict[str, int]],
+    mode: str = "dense",
+    alpha: float | None = None,
+    batch_size: int = 32,
+) -> RetrievalReport:
+    if mode not in MODES:
+        raise InvalidInputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    judged = [q for q in queries if q in qrels]
+    if not judged:
+        raise InvalidInputError("no query has judgments: do the query ids match the qrels' ids?")
+    texts = [queries[q] for q in judged]
+    started = time.perf_counter()
+    runs: dict[str, dict[str, float]] = {}
+    if mode == "bm25":
+        lexical = folder.lexical()
+        for qid, ranked in zip(judged, lexical.search(texts, DEPTH), strict=True):
+            docs = folder.store.get_many(ranked.iids.tolist())
+            runs[qid] = {docs[int(i)].id: float(len(ranked.iids) - r) for r, i in enumerate(ranked.iids)}
+    else:
+        if encoder is None:
+            raise InvalidInputError(f"mode {mode} needs the encoder")
+        vectors = encoder.encode(texts, batch_size)
+        if mode == "dense":
+            for qid, hits in zip(judged, folder.search(vectors, DEPTH), strict=True):
+                runs[qid] = _run_of(hits)
+        else:
+            for qid, vec, text in zip(judged, vectors, texts, strict=True):
+                runs[qid] = _run_of(folder.search_hybrid(vec, text, DEPTH, alpha=alpha))
+    rate = len(judged) / max(time.perf_counter() - started, 1e-9)
+    means, table = score_runs(runs, {q: qrels[q] for q in judged})
+    unjudged = [q for q in queries if q not in qrels]
+    return RetrievalReport(mode, len(judged), means, table, unjudged, rate)
+
+
+def score_runs(
+    runs: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(means, per-query) nDCG@10, Recall@100 and MRR@10 by pytrec_eval; a judged query with no
+    run scores 0. MRR@10 is trec_eval's reciprocal rank over each run's top 10."""
+    top10 = {q: dict(sorted(r.items(), key=lambda kv: -kv[1])[:10]) for q, r in runs.items()}
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, set(MEASURES)).evaluate(runs)
+    mrr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
+    table: dict[str, dict[str, float]] = {}
+    for q in qrels:
+        row = {
+            name: float(per_query.get(q, {}).get(m.replace(".", "_"), 0.0)) for m, name in MEASURES.items()
+        }
+        row["mrr@10"] = float(mrr.get(q, {}).get("recip_rank", 0.0))
+        table[q] = row
+    names = [*MEASURES.values(), "mrr@10"]
+    means = {n: float(np.mean([table[q][n] for q in qrels])) for n in names}
+    return means, table
+
+
+def evaluate_files(
+    index: str | Path,
+    queries_path: str | Path,
+    qrels_path: str | Path,
+    mode: str = "dense",
+    model: str | Path | None = None,
+    alpha: float | None = None,
+    device: str = "auto",
+) -> RetrievalReport:
+    from core.defaults import default_model_dir
+
+    folder = IndexFolder.open(index)
+    try:
+        encoder = None
+        if mode != "bm25":
+            recorded = folder.manifest.model_dir
+            chosen = model or (recorded if recorded and Path(recorded).is_dir() else default_model_dir())
+            encoder = Encoder.load(chosen, device)
+            folder.manifest.check_model(encoder.fingerprint, encoder.dim, folder.path)
+        return evaluate(folder, encoder, read_queries(queries_path), read_qrels(qrels_path), mode, alpha)
+    finally:
+        folder.close()
+
+
+def report_json(report: RetrievalReport) -> dict[str, Any]:
+    return {
+        "mode": report.mode,
+        "queries": report.queries,
+        "means": report.means,
+        "per_query": report.per_query,
+        "unjudged_queries": report.unjudged_queries,
+        "queries_per_s": report.queries_per_s,
+    }
