@@ -167,7 +167,8 @@ class IndexFolder:
                 return []
             dense = self.vectors.reconstruct(union) @ query.reshape(-1)
             fused = mix(union, dense, lexical.scores_for(text, union), alpha, n + self.manifest.tombstones)
-        return self._hits(fused.scores[None], fused.iids[None], k)[0]
+        keep = k + self.manifest.tombstones  # the rest would be fetched from SQLite for nothing
+        return self._hits(fused.scores[None, :keep], fused.iids[None, :keep], k)[0]
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
