@@ -14,22 +14,9 @@ from core.encoder import Encoder
 from core.errors import IndexFormatError, IndexMismatchError
 from service.app import create_app
 from service.settings import Settings
+from tests.service.helpers import assert_error_shape
 
 LONG_QUERY = " ".join(["the cat sees the dog and the bird"] * 6)
-
-
-def assert_error_shape(resp: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json")
-    body = resp.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message"}
-    assert isinstance(body["error"]["code"], str) and body["error"]["code"]
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if code is not None:
-        assert body["error"]["code"] == code
-    err: dict[str, Any] = body["error"]
-    return err
 
 
 @pytest.fixture(scope="module")

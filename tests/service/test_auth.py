@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.auth import AuthMiddleware
-from tests.service.test_app import assert_error_shape
+from tests.service.helpers import assert_error_shape
 
 DOC = {"id": "a1", "text": "the cat sees the dog ."}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.index.folder import IndexFolder
-from tests.service.test_app import assert_error_shape
+from tests.service.helpers import assert_error_shape
 
 NEW_TEXT = "the red cat sees the blue bird in the park ."
 

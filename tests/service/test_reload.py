@@ -13,7 +13,7 @@ from core.index.mutable import MutableIndex
 from indexer.build import BuildConfig, build_index
 from service.settings import Settings
 from tests.service.conftest import ThreadedServer
-from tests.service.test_app import assert_error_shape
+from tests.service.helpers import assert_error_shape
 
 NEW_TEXT = "the green bird flies over the red house ."
 

@@ -19,25 +19,11 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
+from tests.service.helpers import assert_error_shape
 
 MAX_TEXTS = 8
 QUERY = "the red bread makes the soup and the garlic in the kitchen ."
 JSON = {"content-type": "application/json"}
-
-
-def assert_error_shape(resp: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    """``{"error": {"code", "message"}}`` with this status (as test_app.py's, kept local for mypy)."""
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json")
-    body = resp.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message"}
-    assert isinstance(body["error"]["code"], str) and body["error"]["code"]
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    if code is not None:
-        assert body["error"]["code"] == code
-    err: dict[str, Any] = body["error"]
-    return err
 
 
 @pytest.fixture(scope="module")
