@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.errors import DataError, SemsearchError
 
@@ -320,27 +320,12 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = train_sub.add_parser(
         "bi-encoder", help="siamese SBERT fine-tuning (softmax / cosine / mnrl objectives)"
     )
-    p.add_argument("--model", help="starting model folder (default: the packaged all-MiniLM-L6-v2)")
-    p.add_argument("--train", required=True, nargs="+", help="training pair file(s)")
-    p.add_argument("--dev", help="dev pair file: scored pairs give Spearman, labelled pairs NLI accuracy")
-    p.add_argument("--output", required=True, help="output model folder")
-    p.add_argument(
-        "--format",
-        dest="train_format",
-        default="auto",
-        choices=["auto", "pairs", "stsb", "sick", "snli", "lcqmc"],
-        help="format of the --train files",
-    )
-    p.add_argument("--dev-format", default="auto", choices=["auto", "pairs", "stsb", "sick", "snli", "lcqmc"])
-    p.add_argument("--split", help="SICK split of the training files: TRAIN, TRIAL or TEST")
-    p.add_argument("--dev-split", help="SICK split of the dev file")
+    _add_pair_args(p)
     p.add_argument("--objective", default="softmax", choices=["softmax", "cosine", "mnrl"])
     p.add_argument(
         "--focal-gamma", type=float, default=0.0, help="focal loss gamma for softmax (0: plain CE)"
     )
     p.add_argument("--use-product", action="store_true", help="add u*v to the classifier input")
-    p.add_argument("--max-seq-length", type=int, help="truncate sentences here (default: the model's)")
-    p.add_argument("--eval-steps", type=int, default=0, help="evaluate every N steps (0: at epoch ends)")
     p.add_argument(
         "--no-smart-batching",
         dest="smart_batching",
@@ -349,7 +334,47 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     _add_run_args(p, lr=2e-5)
     p.set_defaults(func=_cmd_train_bi)
+    p = train_sub.add_parser("cross-encoder", help="BERT pair classifier / scorer (the reranker)")
+    _add_pair_args(p)
+    p.add_argument("--problem", default="single_label", choices=["single_label", "multi_label", "regression"])
+    p.add_argument("--num-labels", type=int, help="default: the labels found in the training data")
+    _add_run_args(p, lr=2e-5)
+    p.set_defaults(func=_cmd_train_cross)
     _add_mlm(train_sub)
+
+
+def _add_pair_args(p: argparse.ArgumentParser) -> None:
+    """The data flags both pair trainers share."""
+    formats = ["auto", "pairs", "stsb", "sick", "snli", "lcqmc"]
+    p.add_argument("--model", help="starting model folder (default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--train", required=True, nargs="+", help="training pair file(s)")
+    p.add_argument("--dev", help="dev pair file: scored pairs give Spearman, labelled pairs accuracy")
+    p.add_argument("--output", required=True, help="output model folder")
+    p.add_argument("--format", dest="train_format", default="auto", choices=formats, help="format of --train")
+    p.add_argument("--dev-format", default="auto", choices=formats)
+    p.add_argument("--split", help="SICK split of the training files: TRAIN, TRIAL or TEST")
+    p.add_argument("--dev-split", help="SICK split of the dev file")
+    p.add_argument("--max-seq-length", type=int, help="truncate here (default: the model's)")
+    p.add_argument("--eval-steps", type=int, default=0, help="evaluate every N steps (0: at epoch ends)")
+
+
+def _train_summary(summary: dict[str, Any]) -> None:
+    best = f", best dev {summary['best']:.2f}" if summary["best"] is not None else ""
+    print(
+        f"trained {summary['steps']} steps on {summary['train_pairs']} pairs "
+        f"({summary['examples_per_s']:.1f} examples/s, {summary['precision']}){best} -> {summary['output']}"
+    )
+
+
+def _cmd_train_cross(args: argparse.Namespace) -> int:
+    from core.defaults import default_model_dir
+    from training.cross_encoder import CrossEncoderConfig, train_cross_encoder
+
+    values = {k: v for k, v in vars(args).items() if k in CrossEncoderConfig.__dataclass_fields__}
+    values["model"] = args.model or str(default_model_dir())
+    values["progress"] = not args.no_progress
+    _train_summary(train_cross_encoder(CrossEncoderConfig(**values)))
+    return 0
 
 
 def _cmd_train_bi(args: argparse.Namespace) -> int:
@@ -359,12 +384,7 @@ def _cmd_train_bi(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k in BiEncoderConfig.__dataclass_fields__}
     values["model"] = args.model or str(default_model_dir())
     values["progress"] = not args.no_progress
-    summary = train_bi_encoder(BiEncoderConfig(**values))
-    best = f", best dev {summary['best']:.2f}" if summary["best"] is not None else ""
-    print(
-        f"trained {summary['steps']} steps on {summary['train_pairs']} pairs "
-        f"({summary['examples_per_s']:.1f} examples/s, {summary['precision']}){best} -> {summary['output']}"
-    )
+    _train_summary(train_bi_encoder(BiEncoderConfig(**values)))
     return 0
 
 

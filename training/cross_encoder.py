@@ -1,0 +1,179 @@
+"""``semsearch train cross-encoder``: BERT's pair classifier trained by the shared loop.
+
+Same readers, schedule, checkpoints, metrics.jsonl and curves as the bi-encoder (training.loop).
+Losses by problem type: cross-entropy (single_label), binary cross-entropy per label
+(multi_label, labels written ``a,b`` in the data), and MSE between sigmoid(logit) and the score
+scaled to 0..1 (regression). Dev metrics: accuracy and F1, or Spearman.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.cross_encoder import CrossEncoder
+from core.device import resolve_device
+from core.errors import DataError, InvalidInputError
+from training.batching import length_batches
+from training.curves import plot_curves
+from training.data import PairExample, read_pairs
+from training.evaluate import spearman
+from training.loop import METRICS_FILE, RunConfig, run
+
+log = logging.getLogger(__name__)
+CONFIG_FILE = "train_config.json"
+
+
+@dataclass(kw_only=True)
+class CrossEncoderConfig(RunConfig):
+    train: list[str]
+    dev: str | None = None
+    train_format: str = "auto"
+    dev_format: str = "auto"
+    split: str | None = None
+    dev_split: str | None = None
+    problem: str = "single_label"  # single_label | multi_label | regression
+    num_labels: int | None = None  # default: the labels found in the training data
+    max_seq_length: int | None = None  # default: the model's, at most 512
+    skipped_lines: int = 0
+
+
+def label_names(examples: list[PairExample], problem: str, num_labels: int | None) -> list[str]:
+    """The model's labels: integer labels keep their value as index, names are sorted."""
+    if problem == "regression":
+        return ["score"]
+    names: set[str] = set()
+    for e in examples:
+        if e.label is not None:
+            names.update(_split(e.label) if problem == "multi_label" else [e.label])
+    if all(n.lstrip("-").isdigit() for n in names) and names:
+        size = max(max(int(n) for n in names) + 1, num_labels or 0)
+        return [str(i) for i in range(size)]
+    ordered = sorted(names)
+    if num_labels is not None and num_labels != len(ordered):
+        raise InvalidInputError(f"--num-labels {num_labels} but the data has {len(ordered)}: {ordered}")
+    return ordered
+
+
+def _split(label: str) -> list[str]:
+    return [part.strip() for part in label.split(",") if part.strip()]
+
+
+def targets(examples: list[PairExample], problem: str, labels: list[str]) -> torch.Tensor:
+    index = {name: i for i, name in enumerate(labels)}
+    if problem == "regression":
+        bad = next((e for e in examples if e.score is None), None)
+        if bad:
+            raise DataError(bad.source, bad.line, "regression needs a score on every pair")
+        return torch.tensor([e.score for e in examples], dtype=torch.float32)
+    bad = next((e for e in examples if e.label is None), None)
+    if bad:
+        raise DataError(bad.source, bad.line, f"{problem} needs a label on every pair")
+    if problem == "single_label":
+        return torch.tensor([index[e.label or ""] for e in examples], dtype=torch.long)
+    hot = torch.zeros(len(examples), len(labels))
+    for row, e in enumerate(examples):
+        for name in _split(e.label or ""):
+            hot[row, index[name]] = 1.0
+    return hot
+
+
+def pair_loss(logits: torch.Tensor, target: torch.Tensor, problem: str) -> torch.Tensor:
+    logits = logits.float()
+    if problem == "single_label":
+        return F.cross_entropy(logits, target)
+    if problem == "multi_label":
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.mse_loss(torch.sigmoid(logits[:, 0]), target)
+
+
+def classification_metrics(pred: np.ndarray, gold: np.ndarray, num_labels: int) -> dict[str, float]:
+    """Accuracy and F1 (x100): F1 of class 1 for two classes, macro F1 otherwise."""
+    f1s = []
+    for c in range(num_labels):
+        tp = float(np.sum((pred == c) & (gold == c)))
+        fp, fn = float(np.sum((pred == c) & (gold != c))), float(np.sum((pred != c) & (gold == c)))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    f1 = f1s[1] if num_labels == 2 else float(np.mean(f1s))
+    return {"accuracy": 100 * float(np.mean(pred == gold)), "f1": 100 * f1}
+
+
+class CrossEncoderTask:
+    def __init__(
+        self,
+        cfg: CrossEncoderConfig,
+        model: CrossEncoder,
+        train: list[PairExample],
+        dev: list[PairExample] | None,
+    ) -> None:
+        self.cfg, self.model, self.dev = cfg, model, dev
+        self.problem = model.problem
+        self.target = targets(train, self.problem, model.labels)
+        self.rows = model.tokenize([(e.s1, e.s2) for e in train])
+        self.lengths = np.array([len(r["input_ids"]) for r in self.rows])
+        self.modules: dict[str, nn.Module] = {"model": model.model}
+        self.key_metric = None if not dev else ("spearman" if self.problem == "regression" else "accuracy")
+
+    def num_examples(self) -> int:
+        return len(self.rows)
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        return length_batches(self.lengths, self.cfg.batch_size, self.cfg.seed + epoch)
+
+    def loss(self, batch: np.ndarray) -> tuple[torch.Tensor, int]:
+        idx = batch.tolist()
+        logits = self.model.model(**self.model.collate([self.rows[i] for i in idx])).logits
+        return pair_loss(logits, self.target[idx].to(logits.device), self.problem), len(idx)
+
+    def evaluate(self) -> dict[str, float]:
+        if not self.dev:
+            return {}
+        model = self.model.model
+        was_training = model.training
+        model.eval()
+        try:
+            logits = self.model.logits([(e.s1, e.s2) for e in self.dev], batch_size=64)
+        finally:
+            model.train(was_training)
+        gold = targets(self.dev, self.problem, self.model.labels).numpy()
+        if self.problem == "regression":
+            return {"spearman": 100 * spearman(self.model.probabilities(logits)[:, 0], gold)}
+        if self.problem == "multi_label":
+            pred = self.model.probabilities(logits) >= 0.5
+            return {"accuracy": 100 * float(np.mean(np.all(pred == (gold > 0.5), axis=1)))}
+        return classification_metrics(logits.argmax(1), gold, len(self.model.labels))
+
+    def save_model(self, output: Path) -> None:
+        self.model.save(output)
+
+
+def train_cross_encoder(cfg: CrossEncoderConfig) -> dict[str, Any]:
+    torch.manual_seed(cfg.seed)
+    skipped: list[DataError] = []
+    train: list[PairExample] = []
+    for path in cfg.train:
+        train.extend(read_pairs(path, cfg.train_format, cfg.split, cfg.skip_bad_lines, skipped))
+    dev = read_pairs(cfg.dev, cfg.dev_format, cfg.dev_split, cfg.skip_bad_lines, skipped) if cfg.dev else None
+    cfg.skipped_lines = len(skipped)
+    labels = label_names(train, cfg.problem, cfg.num_labels)
+    model = CrossEncoder.new(cfg.model, cfg.problem, labels, cfg.device, cfg.max_seq_length)
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    task = CrossEncoderTask(cfg, model, train, dev)
+    log.info(
+        "%d training pairs, %d dev pairs, %s over labels %s", len(train), len(dev or []), cfg.problem, labels
+    )
+    summary = run(task, cfg, resolve_device(cfg.device))
+    plot_curves(output / METRICS_FILE, output / "training_curves.png")
+    summary.update({"train_pairs": len(train), "skipped_lines": len(skipped), "output": str(output)})
+    return summary
