@@ -223,6 +223,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="query encoder precision (default index: as the index was built; auto: bf16 where native)",
     )
     p.add_argument("--read-only", action="store_const", const=True, help="refuse document writes (403)")
+    p.add_argument("--reranker", help="cross-encoder folder for rerank, /rerank and /classify")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -237,6 +238,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         "device": getattr(args, "device", None),
         "precision": getattr(args, "precision", None),
         "read_only": getattr(args, "read_only", None),
+        "reranker_dir": getattr(args, "reranker", None),
         **extra,
     }
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.cross_encoder import CrossEncoder
 from core.defaults import default_model_dir
 from core.encoder import Encoded, Encoder
 from core.errors import (
@@ -23,6 +24,7 @@ from core.errors import (
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
+    SemsearchError,
     UnsupportedError,
 )
 from core.index.doc_store import Document
@@ -32,6 +34,7 @@ from core.index.vectors import l2_normalise
 from service.batcher import MicroBatcher
 from service.live_index import LiveIndex, WriteResult
 from service.metrics import Metrics
+from service.reranker import Reranker
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,12 @@ def take(encoded: Encoded, start: int, stop: int) -> Encoded:
 
 class SearchEngine:
     def __init__(
-        self, encoder: Encoder, index: IndexFolder, settings: Settings, metrics: Metrics | None = None
+        self,
+        encoder: Encoder,
+        index: IndexFolder,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        cross_encoder: CrossEncoder | None = None,
     ) -> None:
         self.encoder = encoder
         self.settings = settings
@@ -88,6 +96,7 @@ class SearchEngine:
             enabled=s.micro_batching,
             on_batch=lambda stats: self.metrics.observe_batch("encoder", stats),
         )
+        self.reranker = Reranker(cross_encoder, settings, self.metrics) if cross_encoder else None
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics | None = None) -> SearchEngine:
@@ -96,13 +105,18 @@ class SearchEngine:
         index = IndexFolder.open(settings.index_dir)
         try:
             encoder = Encoder.load(choose_model_dir(settings, index), settings.device)
-            return cls(encoder, index, settings, metrics)
+            cross = (
+                CrossEncoder.load(settings.reranker_dir, settings.device) if settings.reranker_dir else None
+            )
+            return cls(encoder, index, settings, metrics, cross)
         except Exception:
             index.close()
             raise
 
     def close(self) -> None:
         self.batcher.close()
+        if self.reranker is not None:
+            self.reranker.close()
         self.index.close()
 
     def _check_manifest(self, manifest: Manifest) -> None:
@@ -148,8 +162,13 @@ class SearchEngine:
         if self.settings.read_only:
             raise ForbiddenError("this service is read-only (SEMSEARCH_READ_ONLY=true)")
 
-    def check_rerank(self) -> None:
-        raise UnsupportedError("no reranker is configured: start the service with SEMSEARCH_RERANKER_DIR")
+    def require_reranker(self, missing: type[SemsearchError] = UnsupportedError) -> Reranker:
+        """The reranker; without one, ``missing`` (400 for a search option, 404 for its routes)."""
+        if self.reranker is None:
+            raise missing(
+                "no cross-encoder is loaded: start the service with SEMSEARCH_RERANKER_DIR (--reranker)"
+            )
+        return self.reranker
 
     # ------------------------------------------------------------ model
     def _encode_now(self, texts: list[str]) -> Encoded:

@@ -295,10 +295,33 @@ class ReadyResponse(BaseModel):
 
 
 class RerankRequest(Strict):
-    query: str
-    documents: list[str] = Field(..., min_length=1)
-    top_k: StrictInt | None = Field(None, ge=1)
+    query: str = Field(..., description="The query every document is scored against.")
+    documents: list[str] = Field(..., min_length=1, description="Texts to score (at most the texts limit).")
+    top_k: StrictInt | None = Field(None, ge=1, description="Return only the best top_k (default: all).")
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, v: str) -> str:
+        return _not_blank(v, "query")
+
+    @field_validator("documents")
+    @classmethod
+    def _documents(cls, v: list[str]) -> list[str]:
+        return _texts(v, "documents")
 
 
-class ClassifyRequest(Strict):
-    pairs: list[tuple[str, str]] = Field(..., min_length=1)
+class RerankResult(BaseModel):
+    index: int = Field(description="Position of the document in the request.")
+    score: float = Field(description="Relevance: the positive label's probability, or the regression score.")
+
+
+class ClassifyRequest(SimilarityRequest):
+    """Same shape as /similarity: ``{"pairs": [[a, b], ...]}``."""
+
+
+class ClassifyResult(BaseModel):
+    label: str = Field(description="The most probable label.")
+    probabilities: dict[str, float] = Field(
+        description="Per label: softmax (single-label), independent sigmoids (multi-label), "
+        "or the score (regression)."
+    )

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
 
     index_dir: Path | None = None
     model_dir: Path | None = None  # default: the index's recorded model, else the packaged MiniLM
+    reranker_dir: Path | None = None  # a cross-encoder folder (semsearch train cross-encoder)
     device: str = "auto"
     # "index": embed queries as the index's documents were embedded (its manifest says how).
     precision: str = Field("index", pattern="^(index|auto|fp32|bf16|fp16)$")

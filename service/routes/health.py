@@ -38,7 +38,7 @@ async def ready(engine: EngineDep) -> ReadyResponse:
         precision=engine.encoder.precision,
         micro_batching=engine.settings.micro_batching,
         read_only=engine.settings.read_only,
-        reranker=False,
+        reranker=engine.reranker is not None,
         hybrid=True,
     )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter
@@ -20,7 +21,7 @@ from service.strict_json import StrictJSONRoute
 
 router = APIRouter(tags=["search"], route_class=StrictJSONRoute)
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "rerank asked of a service that has no reranker"},
+    400: {"description": "rerank asked of a service that has no reranker loaded"},
     413: {"description": "query too long or too many queries"},
     422: {"description": "invalid request"},
     429: {"description": "overloaded; retry after Retry-After seconds"},
@@ -40,18 +41,27 @@ def hits_out(hits: list[Hit]) -> list[HitOut]:
     responses=_ERRORS,
 )
 async def search(body: SearchRequest, engine: EngineDep) -> SearchResponse:
-    if body.rerank:
-        engine.check_rerank()
+    started = time.perf_counter()
     where = filter_to_where(body.filter)
+    reranker = engine.require_reranker() if body.rerank else None
+    k = engine.check_k(body.k)
+    fetch = max(k, body.rerank_k) if reranker else k  # the reranker re-scores rerank_k candidates
     if body.hybrid:
-        result = await engine.search_hybrid(body.query, body.k, body.params(), where, body.alpha)
+        result = await engine.search_hybrid(body.query, fetch, body.params(), where, body.alpha)
     elif body.alpha is not None:
         raise InvalidInputError("alpha weighs the dense score in hybrid search: send it with hybrid: true")
     else:
-        result = await engine.search(body.query, body.k, body.params(), where)
-    return SearchResponse(
-        hits=hits_out(result.hits), took_ms=round(result.took_ms, 3), truncated=result.truncated
-    )
+        result = await engine.search(body.query, fetch, body.params(), where)
+    if reranker is None:
+        hits = hits_out(result.hits)
+    else:
+        reranked = await reranker.rerank_hits(body.query, result.hits, k)
+        hits = [
+            HitOut(id=h.id, score=h.score, text=h.text, metadata=h.metadata, rerank_score=s)
+            for h, s in reranked
+        ]
+    took = (time.perf_counter() - started) * 1000
+    return SearchResponse(hits=hits, took_ms=round(took, 3), truncated=result.truncated)
 
 
 @router.post(

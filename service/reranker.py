@@ -1,0 +1,58 @@
+"""The service's cross-encoder: pair scoring through its own micro-batcher. No FastAPI here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from core.cross_encoder import CrossEncoder
+from core.index.folder import Hit
+from service.batcher import MicroBatcher
+from service.metrics import Metrics
+from service.settings import Settings
+
+Pair = tuple[str, str]
+
+
+def _take(logits: np.ndarray, start: int, stop: int) -> np.ndarray:
+    return logits[start:stop]
+
+
+class Reranker:
+    def __init__(self, model: CrossEncoder, settings: Settings, metrics: Metrics) -> None:
+        self.model = model
+        max_len = model.max_length
+        self.batcher: MicroBatcher[Pair, np.ndarray] = MicroBatcher(
+            "reranker",
+            lambda pairs: model.logits(pairs, settings.encode_batch_size, settings.encode_max_tokens),
+            _take,
+            tokens=lambda pair: min(max_len, 3 + (len(pair[0]) + len(pair[1])) // 4),
+            max_batch=settings.batch_max_size,
+            max_tokens=settings.batch_max_tokens,
+            max_wait_s=settings.batch_max_wait_ms / 1000,
+            max_queue=settings.queue_max,
+            enabled=settings.micro_batching,
+            on_batch=lambda stats: metrics.observe_batch("reranker", stats),
+        )
+
+    @property
+    def labels(self) -> list[str]:
+        return self.model.labels
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    async def probabilities(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return self.model.probabilities(await self.batcher.submit(pairs))
+
+    async def scores(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return (await self.probabilities(pairs))[:, self.model.positive]
+
+    async def rerank_hits(self, query: str, hits: list[Hit], k: int) -> list[tuple[Hit, float]]:
+        """The hits re-scored by the cross-encoder, best first, top k (the retrieval score stays)."""
+        if not hits:
+            return []
+        scores = await self.scores([(query, h.text) for h in hits])
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(hits[i], float(scores[i])) for i in order]

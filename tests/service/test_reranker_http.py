@@ -1,0 +1,86 @@
+"""The cross-encoder in the service: /rerank, /classify and rerank in /search (tiny random model)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from core.cross_encoder import CrossEncoder
+from service.app import create_app
+from service.settings import Settings
+from tests.service.helpers import assert_error_shape
+
+
+@pytest.fixture(scope="module")
+def tiny_reranker(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("ce") / "nli"
+    CrossEncoder.new(tiny_model_dir, "single_label", ["contradiction", "entailment", "neutral"], "cpu").save(
+        out
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(tiny_index: Path, tiny_reranker: Path, tiny_model_dir: Path) -> Iterator[TestClient]:
+    settings = Settings(
+        index_dir=tiny_index,
+        model_dir=tiny_model_dir,
+        reranker_dir=tiny_reranker,
+        device="cpu",
+        reload_interval_s=0,
+        max_texts_per_request=8,
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_rerank_classify_and_search_rerank(client: TestClient, tiny_reranker: Path, tiny_docs) -> None:
+    model = CrossEncoder.load(tiny_reranker, "cpu")
+    assert client.get("/ready").json()["reranker"] is True
+
+    query, docs = tiny_docs[0]["text"], [d["text"] for d in tiny_docs[1:6]]
+    ranked = client.post("/rerank", json={"query": query, "documents": docs}).json()
+    expected = model.scores([(query, d) for d in docs])
+    assert [r["index"] for r in ranked] == list(np.argsort(-expected, kind="stable"))
+    np.testing.assert_allclose([r["score"] for r in ranked], np.sort(expected)[::-1], atol=1e-5)
+    assert len(client.post("/rerank", json={"query": query, "documents": docs, "top_k": 2}).json()) == 2
+
+    classified = client.post("/classify", json={"pairs": [[query, docs[0]], [docs[1], docs[2]]]}).json()
+    assert len(classified) == 2
+    for row in classified:
+        assert set(row["probabilities"]) == {"contradiction", "entailment", "neutral"}
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert row["label"] == max(row["probabilities"], key=row["probabilities"].get)
+
+    body = client.post("/search", json={"query": query, "k": 3, "rerank": True, "rerank_k": 20}).json()
+    hits = body["hits"]
+    assert len(hits) == 3 and all("rerank_score" in h and "score" in h for h in hits)
+    rerank_scores = [h["rerank_score"] for h in hits]
+    assert rerank_scores == sorted(rerank_scores, reverse=True)  # reordered by the cross-encoder
+    plain = client.post("/search", json={"query": query, "k": 20}).json()["hits"]
+    by_ce = model.scores([(query, h["text"]) for h in plain])
+    assert [h["id"] for h in hits] == [plain[i]["id"] for i in np.argsort(-by_ce, kind="stable")[:3]]
+    hybrid = client.post("/search", json={"query": query, "k": 3, "rerank": True, "hybrid": True}).json()
+    assert len(hybrid["hits"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/rerank", {"query": "the cat", "documents": []}, 422),
+        ("/rerank", {"query": " ", "documents": ["the cat"]}, 422),
+        ("/rerank", {"query": "the cat", "documents": ["a"] * 9}, 413),
+        ("/rerank", {"query": "the cat", "documents": ["the dog"], "top_k": 0}, 422),
+        ("/classify", {"pairs": [["only one"]]}, 422),
+        ("/classify", {"pairs": [["a", "b", "c"]]}, 422),
+        ("/classify", {"pairs": []}, 422),
+        ("/classify", {"pairs": [["a", "b"]] * 5}, 413),
+    ],
+)
+def test_reranker_routes_bad_input(client: TestClient, path: str, body: dict[str, Any], status: int) -> None:
+    assert_error_shape(client.post(path, json=body), status)
