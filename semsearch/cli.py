@@ -439,6 +439,8 @@ def _add_eval_retrieval(ev_sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--alpha", type=float, help="hybrid: weight of the dense score (default: rank fusion)")
     p.add_argument("--model", help="encoder folder (default: the one that built the index)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--rerank", help="cross-encoder folder: re-score each query's top --rerank-k")
+    p.add_argument("--rerank-k", type=int, default=50)
     p.add_argument("--output", help="write the means and per-query metrics as JSON here")
     p.set_defaults(func=_cmd_eval_retrieval)
 
@@ -451,7 +453,17 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
 
     if args.alpha is not None and not 0 <= args.alpha <= 1:
         raise InvalidInputError("--alpha must be between 0 and 1")
-    r = evaluate_files(args.index, args.queries, args.qrels, args.mode, args.model, args.alpha, args.device)
+    r = evaluate_files(
+        args.index,
+        args.queries,
+        args.qrels,
+        args.mode,
+        args.model,
+        args.alpha,
+        args.device,
+        args.rerank,
+        args.rerank_k,
+    )
     m = r.means
     print(
         f"{r.mode}: ndcg@10 {m['ndcg@10']:.4f}  recall@100 {m['recall@100']:.4f}  mrr@10 {m['mrr@10']:.4f}  "

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytrec_eval
 
+from core.cross_encoder import CrossEncoder
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
 from core.index.folder import Hit, IndexFolder
@@ -113,7 +114,11 @@ def evaluate(
     mode: str = "dense",
     alpha: float | None = None,
     batch_size: int = 32,
+    reranker: CrossEncoder | None = None,
+    rerank_k: int = 50,
 ) -> RetrievalReport:
+    """``reranker``: re-score the top ``rerank_k`` of each run with the cross-encoder (they go
+    first, in its order; the rest of the run keeps its place after them)."""
     if mode not in MODES:
         raise InvalidInputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     judged = [q for q in queries if q in qrels]
@@ -137,6 +142,17 @@ def evaluate(
         else:
             for qid, vec, text in zip(judged, vectors, texts, strict=True):
                 runs[qid] = _run_of(folder.search_hybrid(vec, text, DEPTH, alpha=alpha))
+    if reranker is not None:
+        for qid in judged:
+            head = sorted(runs[qid].items(), key=lambda kv: -kv[1])[:rerank_k]
+            found = [folder.get(doc_id) for doc_id, _ in head]
+            pairs = [(queries[qid], doc.text if doc else "") for doc in found]
+            scores = reranker.scores(pairs, batch_size)
+            order = np.argsort(-scores, kind="stable")
+            total = len(runs[qid])
+            reranked = {head[i][0]: float(total + rerank_k - r) for r, i in enumerate(order)}
+            runs[qid] = {**runs[qid], **reranked}
+        mode = f"{mode}+rerank"
     rate = len(judged) / max(time.perf_counter() - started, 1e-9)
     means, table = score_runs(runs, {q: qrels[q] for q in judged})
     unjudged = [q for q in queries if q not in qrels]
@@ -171,6 +187,8 @@ def evaluate_files(
     model: str | Path | None = None,
     alpha: float | None = None,
     device: str = "auto",
+    rerank: str | Path | None = None,
+    rerank_k: int = 50,
 ) -> RetrievalReport:
     from core.defaults import default_model_dir
 
@@ -182,7 +200,9 @@ def evaluate_files(
             chosen = model or (recorded if recorded and Path(recorded).is_dir() else default_model_dir())
             encoder = Encoder.load(chosen, device)
             folder.manifest.check_model(encoder.fingerprint, encoder.dim, folder.path)
-        return evaluate(folder, encoder, read_queries(queries_path), read_qrels(qrels_path), mode, alpha)
+        reranker = CrossEncoder.load(rerank, device) if rerank else None
+        queries, qrels = read_queries(queries_path), read_qrels(qrels_path)
+        return evaluate(folder, encoder, queries, qrels, mode, alpha, reranker=reranker, rerank_k=rerank_k)
     finally:
         folder.close()
 

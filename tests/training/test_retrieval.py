@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.encoder import Encoder
@@ -81,3 +82,33 @@ def test_end_to_end_each_document_finds_itself(
             assert report.means["mrr@10"] >= (1.0 if mode == "dense" else 0.5), (mode, report.means)
     finally:
         folder.close()
+
+
+def test_rerank_reorders_the_head_of_each_run(
+    tmp_path: Path, tiny_model_dir: Path, tiny_corpus: Path, tiny_encoder: Encoder, tiny_docs
+) -> None:
+    from core.cross_encoder import CrossEncoder
+
+    out = tmp_path / "idx"
+    build_index(
+        BuildConfig(model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), progress=False),
+        tiny_encoder,
+    )
+    reranker = CrossEncoder.new(tiny_model_dir, "regression", ["score"], "cpu")
+    queries = {"q": tiny_docs[0]["text"]}
+    qrels = {"q": {tiny_docs[0]["id"]: 1}}
+    folder = IndexFolder.open(out)
+    try:
+        plain = evaluate(folder, tiny_encoder, queries, qrels, "dense")
+        reranked = evaluate(folder, tiny_encoder, queries, qrels, "dense", reranker=reranker, rerank_k=5)
+    finally:
+        folder.close()
+    assert reranked.mode == "dense+rerank"
+    assert plain.means["recall@100"] == reranked.means["recall@100"] == 1.0  # the run keeps its documents
+    reopened = IndexFolder.open(out)
+    head = [h.id for h in reopened.search(tiny_encoder.encode([queries["q"]]), 5)[0]]
+    reopened.close()
+    texts = [next(d["text"] for d in tiny_docs if d["id"] == i) for i in head]
+    order = np.argsort(-reranker.scores([(queries["q"], t) for t in texts]), kind="stable")
+    reranked_ids = [head[i] for i in order]
+    assert reranked.means["mrr@10"] == pytest.approx(1 / (reranked_ids.index(tiny_docs[0]["id"]) + 1))
