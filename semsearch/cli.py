@@ -347,7 +347,7 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _add_pair_args(p: argparse.ArgumentParser) -> None:
     """The data flags both pair trainers share."""
-    formats = ["auto", "pairs", "stsb", "sick", "snli", "lcqmc"]
+    formats = ["auto", "pairs", "stsb", "sick", "snli", "lcqmc", "mrpc"]
     p.add_argument("--model", help="starting model folder (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--train", required=True, nargs="+", help="training pair file(s)")
     p.add_argument("--dev", help="dev pair file: scored pairs give Spearman, labelled pairs accuracy")

@@ -17,7 +17,7 @@ from typing import Any
 from core.errors import DataError
 from core.textfile import iter_csv_rows, iter_lines
 
-FORMATS = ("auto", "pairs", "stsb", "sick", "snli", "lcqmc")
+FORMATS = ("auto", "pairs", "stsb", "sick", "snli", "lcqmc", "mrpc")
 SICK_SPLITS = ("TRAIN", "TRIAL", "TEST")
 
 
@@ -41,6 +41,8 @@ def detect_format(path: Path) -> str:
     cols = first.split("\t")
     if "sentence_A" in cols and "sentence_B" in cols:
         return "sick"
+    if cols[0].lstrip("\ufeff").strip() == "Quality" and "#1 String" in cols:
+        return "mrpc"
     header = [c.strip().lower() for c in (cols if "\t" in first else next(csv.reader([first])))]
     if "sentence1" in header and "sentence2" in header:
         return "pairs"
@@ -48,7 +50,7 @@ def detect_format(path: Path) -> str:
         return "stsb"
     if len(cols) == 3 and cols[2].strip().lstrip("-").isdigit():
         return "lcqmc"
-    raise DataError(path, 1, "cannot tell the pair format; pass --format pairs|stsb|sick|snli|lcqmc")
+    raise DataError(path, 1, "cannot tell the pair format; pass --format pairs|stsb|sick|snli|lcqmc|mrpc")
 
 
 def _is_float(text: str) -> bool:
@@ -67,13 +69,18 @@ def _clean(s1: str, s2: str, path: Path, line: int) -> tuple[str, str]:
 
 
 def _tab_file(
-    path: Path, parse: Callable[[int, list[str]], PairExample]
+    path: Path,
+    parse: Callable[[int, list[str]], PairExample],
+    header: Callable[[list[str]], bool] | None = None,
 ) -> Iterator[PairExample | DataError]:
     """Non-blank lines split on tabs only (quote marks stay raw) through ``parse``; a line that
-    does not decode or parse yields its :class:`DataError` in place of the pair."""
+    does not decode or parse yields its :class:`DataError` in place of the pair. A first line
+    that ``header`` recognises is skipped."""
     for line, text in iter_lines(path):
         if isinstance(text, DataError):
             yield text
+        elif line == 1 and header is not None and header(text.split("\t")):
+            continue
         elif text.strip():
             try:
                 yield parse(line, text.split("\t"))
@@ -174,6 +181,21 @@ def _lcqmc(path: Path) -> Iterator[PairExample | DataError]:
     return _tab_file(path, parse)
 
 
+def _mrpc(path: Path) -> Iterator[PairExample | DataError]:
+    """The MSR Paraphrase Corpus: a header, then Quality, #1 ID, #2 ID, #1 String, #2 String."""
+
+    def parse(line: int, cols: list[str]) -> PairExample:
+        if len(cols) != 5:
+            raise DataError(path, line, f"expected 5 tab-separated columns, got {len(cols)}")
+        label = cols[0].strip()
+        if label not in ("0", "1"):
+            raise DataError(path, line, f"Quality must be 0 or 1, got {label!r}")
+        s1, s2 = _clean(cols[3], cols[4], path, line)
+        return PairExample(s1, s2, label, None, str(path), line)
+
+    return _tab_file(path, parse, header=lambda cols: cols[0].lstrip("\ufeff").strip() == "Quality")
+
+
 def _record(obj: dict[str, Any], path: Path, line: int) -> PairExample:
     s1, s2 = obj.get("sentence1"), obj.get("sentence2")
     if not isinstance(s1, str) or not isinstance(s2, str):
@@ -251,6 +273,8 @@ def read_pairs(
         rows = _snli(path)
     elif kind == "lcqmc":
         rows = _lcqmc(path)
+    elif kind == "mrpc":
+        rows = _mrpc(path)
     else:
         rows = _pairs(path)
     out: list[PairExample] = []

@@ -122,3 +122,21 @@ def test_label_map_names_sorted_and_unknown_label_rejected(tmp_path: Path) -> No
     rows[0].label = "other"
     with pytest.raises(DataError, match="not in the label map"):
         encode_labels(rows, label_map)
+
+
+def test_mrpc_reader(tmp_path: Path) -> None:
+    path = tmp_path / "msr-para-train.tsv"
+    path.write_text(
+        "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+        '1\t1\t2\tHe said "yes".\tHe agreed.\n'
+        "0\t3\t4\tThe sky is blue.\tStocks fell.\n"
+        "7\t5\t6\tbad\tlabel\n",
+        encoding="utf-8",
+    )
+    skipped: list[DataError] = []
+    rows = read_pairs(path, skip_bad_lines=True, skipped=skipped)
+    assert [(r.s1, r.s2, r.label, r.line) for r in rows] == [
+        ('He said "yes".', "He agreed.", "1", 2),
+        ("The sky is blue.", "Stocks fell.", "0", 3),
+    ]
+    assert len(skipped) == 1 and ":4:" in str(skipped[0])
