@@ -425,6 +425,15 @@ def _add_eval(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_cmd_eval_sts)
     _add_eval_retrieval(ev_sub)
+    p = ev_sub.add_parser("cross-encoder", help="Spearman, or accuracy and F1, of a cross-encoder on pairs")
+    p.add_argument("--model", required=True, help="cross-encoder folder")
+    p.add_argument("--data", required=True, help="pair file")
+    p.add_argument(
+        "--format", default="auto", choices=["auto", "pairs", "stsb", "sick", "snli", "lcqmc", "mrpc"]
+    )
+    p.add_argument("--split", help="SICK split: TRAIN, TRIAL or TEST")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_cmd_eval_cross)
 
 
 def _add_eval_retrieval(ev_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -472,6 +481,23 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
     )
     if args.output:
         Path(args.output).write_text(json.dumps(report_json(r), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _cmd_eval_cross(args: argparse.Namespace) -> int:
+    import time
+
+    from core.cross_encoder import CrossEncoder
+    from training.cross_encoder import evaluate_pairs
+    from training.data import read_pairs
+
+    model = CrossEncoder.load(args.model, args.device)
+    examples = read_pairs(args.data, args.format, args.split)
+    started = time.perf_counter()
+    metrics = evaluate_pairs(model, examples)
+    rate = len(examples) / max(time.perf_counter() - started, 1e-9)
+    shown = "  ".join(f"{k} {v:.2f}" for k, v in metrics.items())
+    print(f"{shown}  pairs {len(examples)}  ({model.problem}, {rate:.0f} pairs/s)")
     return 0
 
 

@@ -107,6 +107,20 @@ def classification_metrics(pred: np.ndarray, gold: np.ndarray, num_labels: int) 
     return {"accuracy": 100 * float(np.mean(pred == gold)), "f1": 100 * f1}
 
 
+def evaluate_pairs(
+    model: CrossEncoder, examples: list[PairExample], batch_size: int = 64
+) -> dict[str, float]:
+    """Spearman (regression), accuracy + F1 (single-label), or exact-match accuracy (multi-label)."""
+    logits = model.logits([(e.s1, e.s2) for e in examples], batch_size=batch_size)
+    gold = targets(examples, model.problem, model.labels).numpy()
+    if model.problem == "regression":
+        return {"spearman": 100 * spearman(model.probabilities(logits)[:, 0], gold)}
+    if model.problem == "multi_label":
+        pred = model.probabilities(logits) >= 0.5
+        return {"accuracy": 100 * float(np.mean(np.all(pred == (gold > 0.5), axis=1)))}
+    return classification_metrics(logits.argmax(1), gold, len(model.labels))
+
+
 class CrossEncoderTask:
     def __init__(
         self,
@@ -141,16 +155,9 @@ class CrossEncoderTask:
         was_training = model.training
         model.eval()
         try:
-            logits = self.model.logits([(e.s1, e.s2) for e in self.dev], batch_size=64)
+            return evaluate_pairs(self.model, self.dev)
         finally:
             model.train(was_training)
-        gold = targets(self.dev, self.problem, self.model.labels).numpy()
-        if self.problem == "regression":
-            return {"spearman": 100 * spearman(self.model.probabilities(logits)[:, 0], gold)}
-        if self.problem == "multi_label":
-            pred = self.model.probabilities(logits) >= 0.5
-            return {"accuracy": 100 * float(np.mean(np.all(pred == (gold > 0.5), axis=1)))}
-        return classification_metrics(logits.argmax(1), gold, len(self.model.labels))
 
     def save_model(self, output: Path) -> None:
         self.model.save(output)

@@ -110,3 +110,15 @@ def test_overfitting_a_few_pairs(tiny_model_dir: Path, tmp_path: Path, problem: 
     ).is_file()
     trained = CrossEncoder.load(tmp_path / "out", "cpu")
     assert trained.problem == problem
+
+
+def test_eval_cross_encoder_cli(tiny_model_dir: Path, tmp_path: Path, pairs_file: Path, capsys) -> None:
+    from semsearch.cli import main
+
+    model = CrossEncoder.new(
+        tiny_model_dir, "single_label", ["contradiction", "entailment", "neutral"], "cpu"
+    )
+    model.save(tmp_path / "ce")
+    assert main(["eval", "cross-encoder", "--model", str(tmp_path / "ce"), "--data", str(pairs_file)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "f1" in out and "pairs 16" in out
