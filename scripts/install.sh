@@ -9,11 +9,12 @@
 #   INSTALL_EDITABLE  1 (default): `pip install -e`, the checkout stays the code;
 #                     0: a regular install, so the venv holds everything and can be copied alone
 #                     (the Docker image's runtime stage copies only the venv)
-#   TORCH_INDEX_URL   index that torch==2.13.0 comes from, e.g. https://download.pytorch.org/whl/cpu
-#                     (the CPU build; the Dockerfile sets it) or .../whl/cu128 (a CUDA build).
-#                     Default: pip's own configuration, plus /opt/wheels where it exists.
+#   TORCH_INDEX_URL   index that torch==2.13.0 comes from: https://download.pytorch.org/whl/cpu
+#                     for the CPU build (the Dockerfile's CPU image), https://pypi.org/simple for
+#                     PyPI's CUDA build (its CUDA image). Default: pip's own configuration, plus
+#                     /opt/wheels where it exists (the CPU build, on these machines).
 #   FAISS_PACKAGE     faiss-cpu (default, what pyproject declares) or a GPU build such as
-#                     faiss-gpu-cu12, which then replaces faiss-cpu (both provide `import faiss`)
+#                     faiss-gpu, which then replaces faiss-cpu (both provide `import faiss`)
 set -euo pipefail
 
 VENV="${1:-.venv}"
