@@ -477,7 +477,7 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
     print(
         f"{r.mode}: ndcg@10 {m['ndcg@10']:.4f}  recall@100 {m['recall@100']:.4f}  mrr@10 {m['mrr@10']:.4f}  "
         f"({r.queries} judged queries, {len(r.unjudged_queries)} without judgments, "
-        f"{r.queries_per_s:.0f} queries/s)"
+        f"{r.queries_per_s:.1f} queries/s)"
     )
     if args.output:
         Path(args.output).write_text(json.dumps(report_json(r), indent=2) + "\n", encoding="utf-8")
