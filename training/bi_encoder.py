@@ -30,9 +30,9 @@ from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError, ModelFormatError
 from training.batching import length_batches
 from training.curves import plot_curves
-from training.data import PairExample, build_label_map, encode_labels, read_pairs
+from training.data import PairExample, build_label_map, encode_labels, load_pair_data
 from training.evaluate import cosine_rows, spearman
-from training.loop import METRICS_FILE, RunConfig, run
+from training.loop import METRICS_FILE, PairRunConfig, run
 
 log = logging.getLogger(__name__)
 OBJECTIVES = ("softmax", "cosine", "mnrl")
@@ -42,20 +42,12 @@ CONFIG_FILE = "train_config.json"
 
 
 @dataclass(kw_only=True)
-class BiEncoderConfig(RunConfig):
-    train: list[str]
-    dev: str | None = None
-    train_format: str = "auto"
-    dev_format: str = "auto"
-    split: str | None = None  # SICK split of the training files
-    dev_split: str | None = None  # SICK split of the dev file
+class BiEncoderConfig(PairRunConfig):
     objective: str = "softmax"
     focal_gamma: float = 0.0
     use_product: bool = False  # add u*v to the classifier input
-    max_seq_length: int | None = None  # default: the model's
     mnrl_scale: float = 20.0
     smart_batching: bool = True  # False: plain random batches, as sentence-transformers draws them
-    skipped_lines: int = 0
 
 
 class SoftmaxHead(nn.Module):
@@ -201,14 +193,7 @@ class BiEncoderTask:
 def train_bi_encoder(cfg: BiEncoderConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    skipped: list[DataError] = []
-    train: list[PairExample] = []
-    for path in cfg.train:
-        train.extend(read_pairs(path, cfg.train_format, cfg.split, cfg.skip_bad_lines, skipped))
-    dev = read_pairs(cfg.dev, cfg.dev_format, cfg.dev_split, cfg.skip_bad_lines, skipped) if cfg.dev else None
-    for err in skipped[:20]:
-        log.warning("skipped %s", err.message)
-    cfg.skipped_lines = len(skipped)
+    train, dev, skipped = load_pair_data(cfg)
     encoder = Encoder.load(cfg.model, device)
     if cfg.max_seq_length:
         encoder.set_max_seq_length(cfg.max_seq_length)

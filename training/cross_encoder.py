@@ -25,26 +25,18 @@ from core.device import resolve_device
 from core.errors import DataError, InvalidInputError
 from training.batching import length_batches
 from training.curves import plot_curves
-from training.data import PairExample, read_pairs
+from training.data import PairExample, load_pair_data
 from training.evaluate import spearman
-from training.loop import METRICS_FILE, RunConfig, run
+from training.loop import METRICS_FILE, PairRunConfig, run
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "train_config.json"
 
 
 @dataclass(kw_only=True)
-class CrossEncoderConfig(RunConfig):
-    train: list[str]
-    dev: str | None = None
-    train_format: str = "auto"
-    dev_format: str = "auto"
-    split: str | None = None
-    dev_split: str | None = None
+class CrossEncoderConfig(PairRunConfig):
     problem: str = "single_label"  # single_label | multi_label | regression
     num_labels: int | None = None  # default: the labels found in the training data
-    max_seq_length: int | None = None  # default: the model's, at most 512
-    skipped_lines: int = 0
 
 
 def label_names(examples: list[PairExample], problem: str, num_labels: int | None) -> list[str]:
@@ -165,12 +157,7 @@ class CrossEncoderTask:
 
 def train_cross_encoder(cfg: CrossEncoderConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
-    skipped: list[DataError] = []
-    train: list[PairExample] = []
-    for path in cfg.train:
-        train.extend(read_pairs(path, cfg.train_format, cfg.split, cfg.skip_bad_lines, skipped))
-    dev = read_pairs(cfg.dev, cfg.dev_format, cfg.dev_split, cfg.skip_bad_lines, skipped) if cfg.dev else None
-    cfg.skipped_lines = len(skipped)
+    train, dev, skipped = load_pair_data(cfg)
     labels = label_names(train, cfg.problem, cfg.num_labels)
     model = CrossEncoder.new(cfg.model, cfg.problem, labels, cfg.device, cfg.max_seq_length)
     output = Path(cfg.output)

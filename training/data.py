@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from core.errors import DataError
 from core.textfile import iter_csv_rows, iter_lines
 
+log = logging.getLogger(__name__)
 FORMATS = ("auto", "pairs", "stsb", "sick", "snli", "lcqmc", "mrpc")
 SICK_SPLITS = ("TRAIN", "TRIAL", "TEST")
 
@@ -311,3 +313,17 @@ def encode_labels(examples: list[PairExample], label_map: dict[str, int]) -> lis
             )
         out.append(label_map[e.label])
     return out
+
+
+def load_pair_data(cfg: Any) -> tuple[list[PairExample], list[PairExample] | None, list[DataError]]:
+    """(train, dev, skipped rows) for a pair trainer's config (``training.loop.PairRunConfig``);
+    records the skipped count in the config and logs the first skipped rows."""
+    skipped: list[DataError] = []
+    train: list[PairExample] = []
+    for path in cfg.train:
+        train.extend(read_pairs(path, cfg.train_format, cfg.split, cfg.skip_bad_lines, skipped))
+    dev = read_pairs(cfg.dev, cfg.dev_format, cfg.dev_split, cfg.skip_bad_lines, skipped) if cfg.dev else None
+    for err in skipped[:20]:
+        log.warning("skipped %s", err.message)
+    cfg.skipped_lines = len(skipped)
+    return train, dev, skipped

@@ -74,6 +74,20 @@ class RunConfig(LoopConfig):
     skip_bad_lines: bool = False
 
 
+@dataclass(kw_only=True)
+class PairRunConfig(RunConfig):
+    """The pair trainers' data fields (bi-encoder and cross-encoder)."""
+
+    train: list[str]
+    dev: str | None = None
+    train_format: str = "auto"
+    dev_format: str = "auto"
+    split: str | None = None  # SICK split of the training files
+    dev_split: str | None = None  # SICK split of the dev file
+    max_seq_length: int | None = None  # default: the model's
+    skipped_lines: int = 0
+
+
 class Task(Protocol):
     """What the loop needs from an objective."""
 
