@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+from core.batching import padded_width, token_batches
 from core.device import offline_mode, resolve_device
 from core.errors import InvalidInputError, ModelFormatError, ModelNotFoundError
 
@@ -114,9 +115,7 @@ class CrossEncoder:
         return [{k: enc[k][i] for k in keys} for i in range(len(pairs))]
 
     def collate(self, rows: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
-        if len(rows) > 1:  # as the bi-encoder does: few distinct shapes
-            width = max(width, min(-(-width // 8) * 8, self.max_length))
+        width = padded_width(max(len(r["input_ids"]) for r in rows), len(rows), self.max_length)
         pad = int(self.tokenizer.pad_token_id or 0)
         out: dict[str, torch.Tensor] = {}
         for key in rows[0]:
@@ -136,15 +135,10 @@ class CrossEncoder:
         if not rows:
             return out
         lengths = np.array([len(r["input_ids"]) for r in rows])
-        order = np.argsort(-lengths, kind="stable")
-        start = 0
         with torch.inference_mode():
-            while start < len(order):
-                n = max(1, min(batch_size, max_tokens // int(lengths[order[start]])))
-                idx = order[start : start + n]
+            for idx in token_batches(lengths, batch_size, max_tokens):
                 logits = self.model(**self.collate([rows[i] for i in idx])).logits
                 out[idx] = logits.float().cpu().numpy()
-                start += n
         return out
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:

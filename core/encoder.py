@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.batching import padded_width, token_batches
 from core.device import offline_mode, resolve_device, resolve_precision
 from core.errors import InvalidInputError, ModelFormatError
 from core.model_folder import fingerprint, read_spec, weight_files, write_st_layout
@@ -178,14 +179,9 @@ class Encoder:
         return list(self._tok.encode_batch(batch))
 
     def collate(self, encodings: Sequence[Any]) -> Features:
-        """Pad a batch to its own longest member (rounded up to a multiple of 8 when it has
-        several rows), and move it to the device. The rounding bounds the number of distinct
-        shapes a server sees, and with it the kernels oneDNN / cuBLAS compile and cache for each
-        (and the memory they hold)."""
+        """Pad a batch (see :func:`core.batching.padded_width`) and move it to the device."""
         longest = max(len(e.ids) for e in encodings)
-        width = longest
-        if len(encodings) > 1:  # one row has at most max_seq_length shapes: no rounding needed
-            width = max(longest, min(-(-longest // 8) * 8, self.max_seq_length))
+        width = padded_width(longest, len(encodings), self.max_seq_length)
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
         types = np.zeros((len(encodings), width), dtype=np.int64)
@@ -207,18 +203,9 @@ class Encoder:
     def batches(
         self, encodings: Sequence[Any], batch_size: int, max_tokens: int | None = None
     ) -> Iterator[np.ndarray]:
-        """Index arrays of length-sorted batches (longest first, so memory peaks early). With
-        ``max_tokens``, a batch also stops before its padded size (rows x its longest row) would
-        pass that budget: similar lengths travel together and little compute goes to padding."""
+        """Length-sorted, optionally token-budgeted batches (:func:`core.batching.token_batches`)."""
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        order = np.argsort(-lengths, kind="stable")
-        start = 0
-        while start < len(order):
-            rows = batch_size
-            if max_tokens is not None:  # the first row is the longest: it sets the padded width
-                rows = max(1, min(rows, max_tokens // int(lengths[order[start]])))
-            yield order[start : start + rows]
-            start += rows
+        return token_batches(lengths, batch_size, max_tokens)
 
     def encode_detailed(
         self, texts: Sequence[str], batch_size: int = 32, max_tokens: int | None = None

@@ -137,8 +137,7 @@ class DocStore:
             part = [int(i) for i in iids[start : start + 500]]
             marks = ",".join("?" * len(part))
             rows = self._rows(
-                f"SELECT iid, id, text, metadata FROM docs WHERE iid IN ({marks}) "
-                "AND added_gen <= ? AND (deleted_gen IS NULL OR deleted_gen > ?)",
+                f"SELECT iid, id, text, metadata FROM docs WHERE iid IN ({marks}) AND {_LIVE_POS}",
                 [*part, self._gen(), self._gen()],
             )
             out.update((int(r[0]), Document(r[1], r[2], json.loads(r[3]))) for r in rows)
@@ -158,8 +157,7 @@ class DocStore:
             part = list(doc_ids[start : start + 500])
             marks = ",".join("?" * len(part))
             rows = self._rows(
-                f"SELECT id, iid FROM docs WHERE id IN ({marks}) AND added_gen <= ? "
-                "AND (deleted_gen IS NULL OR deleted_gen > ?)",
+                f"SELECT id, iid FROM docs WHERE id IN ({marks}) AND {_LIVE_POS}",
                 [*part, self._gen(), self._gen()],
             )
             found.update((r[0], int(r[1])) for r in rows)

@@ -1,0 +1,33 @@
+"""Shapes of inference batches, shared by the bi-encoder and the cross-encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+
+def token_batches(
+    lengths: np.ndarray, batch_size: int, max_tokens: int | None = None
+) -> Iterator[np.ndarray]:
+    """Index arrays of length-sorted batches (longest first, so memory peaks early). With
+    ``max_tokens``, a batch also stops before its padded size (rows x its longest row) would
+    pass that budget: similar lengths travel together and little compute goes to padding."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    start = 0
+    while start < len(order):
+        rows = batch_size
+        if max_tokens is not None:  # the first row is the longest: it sets the padded width
+            rows = max(1, min(rows, max_tokens // int(lengths[order[start]])))
+        yield order[start : start + rows]
+        start += rows
+
+
+def padded_width(longest: int, rows: int, max_length: int) -> int:
+    """The width to pad a batch to: its longest row, rounded up to a multiple of 8 when it has
+    several rows (never past ``max_length``). The rounding bounds the number of distinct shapes
+    a server sees, and with it the kernels oneDNN / cuBLAS compile and cache for each (and the
+    memory they hold); one row has at most ``max_length`` shapes, so it is not rounded."""
+    if rows <= 1:
+        return longest
+    return max(longest, min(-(-longest // 8) * 8, max_length))
