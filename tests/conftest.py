@@ -251,3 +251,18 @@ def real_corpus(tmp_path_factory: pytest.TempPathFactory, real_docs: list[dict[s
 @pytest.fixture
 def jsonl_writer() -> Callable[[Path, list[dict[str, Any]]], Path]:
     return write_jsonl
+
+
+@pytest.fixture(scope="session")
+def tiny_index(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_corpus: Path, tiny_encoder: Any
+) -> Path:
+    """The 50 tiny documents (metadata ``topic`` and ``n``), flat index. Never written to."""
+    from indexer.build import BuildConfig, build_index
+
+    out = tmp_path_factory.mktemp("svc") / "idx"
+    build_index(
+        BuildConfig(model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), progress=False),
+        encoder=tiny_encoder,
+    )
+    return out

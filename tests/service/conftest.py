@@ -14,23 +14,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from core.encoder import Encoder
-from indexer.build import BuildConfig, build_index
 from service.app import create_app
 from service.settings import Settings
-
-
-@pytest.fixture(scope="session")
-def tiny_index(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_corpus: Path, tiny_encoder: Encoder
-) -> Path:
-    """The 50 tiny documents (metadata ``topic`` and ``n``), flat index. Never written to."""
-    out = tmp_path_factory.mktemp("svc") / "idx"
-    build_index(
-        BuildConfig(model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), progress=False),
-        encoder=tiny_encoder,
-    )
-    return out
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 from core.encoder import Encoder
 from core.errors import DataError
 from core.index.folder import IndexFolder
-from indexer.build import BuildConfig, build_index
 from training.retrieval import evaluate, read_qrels, read_queries, score_runs
 
 
@@ -63,14 +62,8 @@ def test_reader_errors_name_file_and_line(tmp_path: Path) -> None:
         read_qrels(qrels)
 
 
-def test_end_to_end_each_document_finds_itself(
-    tmp_path: Path, tiny_model_dir: Path, tiny_corpus: Path, tiny_encoder: Encoder, tiny_docs
-) -> None:
-    out = tmp_path / "idx"
-    build_index(
-        BuildConfig(model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), progress=False),
-        tiny_encoder,
-    )
+def test_end_to_end_each_document_finds_itself(tiny_index: Path, tiny_encoder: Encoder, tiny_docs) -> None:
+    out = tiny_index
     queries = {f"q{i}": d["text"] for i, d in enumerate(tiny_docs[:10])}
     qrels = {f"q{i}": {d["id"]: 1} for i, d in enumerate(tiny_docs[:10])}
     folder = IndexFolder.open(out)
@@ -85,15 +78,11 @@ def test_end_to_end_each_document_finds_itself(
 
 
 def test_rerank_reorders_the_head_of_each_run(
-    tmp_path: Path, tiny_model_dir: Path, tiny_corpus: Path, tiny_encoder: Encoder, tiny_docs
+    tiny_index: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_docs
 ) -> None:
     from core.cross_encoder import CrossEncoder
 
-    out = tmp_path / "idx"
-    build_index(
-        BuildConfig(model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), progress=False),
-        tiny_encoder,
-    )
+    out = tiny_index
     reranker = CrossEncoder.new(tiny_model_dir, "regression", ["score"], "cpu")
     queries = {"q": tiny_docs[0]["text"]}
     qrels = {"q": {tiny_docs[0]["id"]: 1}}
