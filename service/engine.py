@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.cross_encoder import CrossEncoder
 from core.defaults import default_model_dir
 from core.encoder import Encoded, Encoder
@@ -186,8 +188,10 @@ class SearchEngine:
         k: int | None = None,
         params: dict[str, int] | None = None,
         where: dict[str, Any] | None = None,
+        hybrid: bool = False,
+        alpha: float | None = None,
     ) -> SearchResult:
-        results, took = await self.search_many([query], k, params, where, what="query")
+        results, took = await self.search_many([query], k, params, where, "query", hybrid, alpha)
         hits, truncated = results[0]
         return SearchResult(hits, truncated, took)
 
@@ -198,33 +202,27 @@ class SearchEngine:
         params: dict[str, int] | None = None,
         where: dict[str, Any] | None = None,
         what: str = "queries",
+        hybrid: bool = False,
+        alpha: float | None = None,
     ) -> tuple[list[tuple[list[Hit], bool]], float]:
-        """All queries in one model call, then one FAISS search over the snapshot of the moment."""
+        """All queries in one model call, then the search over the snapshot of the moment: one
+        FAISS search, or with ``hybrid`` dense + BM25 (built for that generation on its first
+        hybrid query) fused per query."""
         started = time.perf_counter()
         k = self.check_k(k)
         encoded = await self.encode(queries, what)
-        snapshot = self.index.current
-        hits = await asyncio.to_thread(snapshot.search, encoded.embeddings, k, params, where)
+
+        def run(snapshot: IndexFolder, vectors: np.ndarray) -> list[list[Hit]]:
+            if not hybrid:
+                return snapshot.search(vectors, k, params, where)
+            return [
+                snapshot.search_hybrid(v, q, k, params, where, alpha)
+                for v, q in zip(vectors, queries, strict=True)
+            ]
+
+        hits = await asyncio.to_thread(run, self.index.current, encoded.embeddings)
         took = (time.perf_counter() - started) * 1000
         return [(h, bool(t)) for h, t in zip(hits, encoded.truncated, strict=True)], took
-
-    async def search_hybrid(
-        self,
-        query: str,
-        k: int | None = None,
-        params: dict[str, int] | None = None,
-        where: dict[str, Any] | None = None,
-        alpha: float | None = None,
-    ) -> SearchResult:
-        """Dense + BM25 (built for the current generation on its first hybrid query), fused."""
-        started = time.perf_counter()
-        k = self.check_k(k)
-        encoded = await self.encode([query], "query")
-        snapshot = self.index.current
-        hits = await asyncio.to_thread(
-            snapshot.search_hybrid, encoded.embeddings[0], query, k, params, where, alpha
-        )
-        return SearchResult(hits, bool(encoded.truncated[0]), (time.perf_counter() - started) * 1000)
 
     async def similarity(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         texts = list(dict.fromkeys(t for pair in pairs for t in pair))  # each text encoded once

@@ -46,12 +46,9 @@ async def search(body: SearchRequest, engine: EngineDep) -> SearchResponse:
     reranker = engine.require_reranker() if body.rerank else None
     k = engine.check_k(body.k)
     fetch = max(k, body.rerank_k) if reranker else k  # the reranker re-scores rerank_k candidates
-    if body.hybrid:
-        result = await engine.search_hybrid(body.query, fetch, body.params(), where, body.alpha)
-    elif body.alpha is not None:
+    if body.alpha is not None and not body.hybrid:
         raise InvalidInputError("alpha weighs the dense score in hybrid search: send it with hybrid: true")
-    else:
-        result = await engine.search(body.query, fetch, body.params(), where)
+    result = await engine.search(body.query, fetch, body.params(), where, body.hybrid, body.alpha)
     if reranker is None:
         hits = hits_out(result.hits)
     else:
