@@ -34,8 +34,9 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--index-type",
         default="auto",
-        choices=["auto", "flat", "hnsw", "ivf", "ivfpq"],
-        help="auto: flat up to 100k docs, IVF above, IVF-PQ past --memory-budget",
+        choices=["auto", "flat", "hnsw", "ivf", "ivfpq", "sq8", "binary"],
+        help="auto: flat up to 100k docs, IVF above, IVF-PQ past --memory-budget; "
+        "sq8 (int8, 4x smaller) and binary (sign bits, 32x smaller, rescored) only when named",
     )
     p.add_argument(
         "--memory-budget",

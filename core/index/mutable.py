@@ -207,7 +207,8 @@ class MutableIndex:
                 if trained:
                     writer.store.apply(writer.manifest.generation, batch)
                 else:
-                    vecs = np.vstack([self.vectors.index.reconstruct(iid) for iid, _ in batch])
+                    # float32 vectors whatever the index stores (binary: its +-1 sign vectors)
+                    vecs = self.vectors.reconstruct(np.array([iid for iid, _ in batch], dtype=np.int64))
                     writer.add(docs, vecs)
             for extra in ("build_config.json",):
                 if (self.path / extra).exists():

@@ -4,6 +4,16 @@ Inner product over L2-normalised float32 vectors with caller-chosen int64 ids. C
 is thread-safe; mutation is not, so add/delete take a lock. HNSW cannot remove vectors in FAISS:
 ``delete`` there reports 0 and the caller keeps tombstones (the document store's deleted rows)
 that search filters, until ``compact`` rebuilds.
+
+Two types shrink the stored vectors instead of the search work (issue 7):
+
+- ``sq8``: FAISS's 8-bit scalar quantiser, 1 byte per dimension (4x smaller than float32), with
+  a per-dimension range learnt from a sample; scores are inner products with the decoded vectors.
+- ``binary``: one sign bit per dimension (32x smaller) in a FAISS binary index. A search takes
+  the ``rescore_multiplier * k`` nearest codes by Hamming distance, then rescores them with the
+  float32 query against the codes read as +-1 vectors and keeps the top k ("binary + float
+  rescoring", as sentence-transformers' quantisation docs describe; it needs no extra storage).
+  The callers always pass and get back float32 vectors: the bits are an internal detail.
 """
 
 from __future__ import annotations
@@ -22,9 +32,18 @@ from core.errors import IndexFormatError, InvalidInputError
 
 log = logging.getLogger(__name__)
 FLAT_FACTORY = "IDMap2,Flat"
-INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
+SQ8_FACTORY = "IDMap2,SQ8"
+BINARY_FACTORY = "IDMap2,BFlat"  # a faiss.index_binary_factory string
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq", "sq8", "binary")
 AUTO_FLAT_MAX = 100_000
 HNSW_M = 32
+SQ8_TRAIN_MAX = 65_536  # a per-dimension min/max: a sample this size pins it down well
+# Each side of a learnt sq8 range is widened by this share of it, so that vectors added later
+# (``index add``) slightly outside the training sample are not clipped.
+SQ8_RANGE_MARGIN = 0.05
+DEFAULT_RESCORE_MULTIPLIER = 4
+RESCORE_BLOCK_FLOATS = 2**23  # binary rescoring unpacks at most this many floats (32 MiB) at a time
+_BINARY_MAGIC = b"IB"  # FAISS binary index files start with "IB..." ("IBM2", "IBxF"), float ones "I?.."
 
 
 @dataclass
@@ -54,9 +73,15 @@ def pq_m(dim: int) -> int:
     return max(m for m in range(1, target + 1) if dim % m == 0)
 
 
+def is_binary_factory(factory: str) -> bool:
+    """A FAISS binary index factory string (``IDMap2,BFlat``): its index part starts with "B"."""
+    return factory.split(",")[-1].startswith("B")
+
+
 def plan_index(index_type: str, n: int, dim: int, memory_budget_bytes: int | None = None) -> IndexPlan:
     """Choose the index for ``n`` vectors. ``auto``: exact flat up to 100k vectors, IVF above
-    (nlist about 4*sqrt(n)), IVF-PQ when the float32 vectors would not fit ``memory_budget``."""
+    (nlist about 4*sqrt(n)), IVF-PQ when the float32 vectors would not fit ``memory_budget``.
+    ``sq8`` and ``binary`` are explicit choices only; ``auto`` never picks them."""
     if index_type not in INDEX_TYPES:
         raise InvalidInputError(f"unknown index type {index_type!r}; use one of {', '.join(INDEX_TYPES)}")
     if index_type == "auto":
@@ -70,6 +95,14 @@ def plan_index(index_type: str, n: int, dim: int, memory_budget_bytes: int | Non
         return IndexPlan("flat", FLAT_FACTORY)
     if index_type == "hnsw":
         return IndexPlan("hnsw", f"IDMap2,HNSW{HNSW_M}", search_params={"ef_search": 128})
+    if index_type == "sq8":
+        return IndexPlan("sq8", SQ8_FACTORY, train_size=min(n, SQ8_TRAIN_MAX))
+    if index_type == "binary":
+        if dim % 8:
+            raise InvalidInputError(f"--index-type binary needs a dim divisible by 8 (this model's is {dim})")
+        return IndexPlan(
+            "binary", BINARY_FACTORY, search_params={"rescore_multiplier": DEFAULT_RESCORE_MULTIPLIER}
+        )
     nlist = ivf_nlist(n)
     if n < nlist * 4 or n < 64:
         raise InvalidInputError(
@@ -85,13 +118,19 @@ def plan_index(index_type: str, n: int, dim: int, memory_budget_bytes: int | Non
 
 
 class VectorIndex:
-    def __init__(self, index: faiss.Index, factory: str = FLAT_FACTORY) -> None:
+    def __init__(self, index: Any, factory: str = FLAT_FACTORY) -> None:
+        """``index``: a ``faiss.Index``, or a ``faiss.IndexBinary`` for a binary factory."""
         self.index = index
         self.factory = factory
+        self.binary = isinstance(index, faiss.IndexBinary)
         self._lock = threading.Lock()
 
     @classmethod
     def create(cls, dim: int, factory: str = FLAT_FACTORY) -> VectorIndex:
+        if is_binary_factory(factory):
+            if dim % 8:
+                raise InvalidInputError(f"a binary index needs a dim divisible by 8, not {dim}")
+            return cls(faiss.index_binary_factory(dim, factory), factory)
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         hnsw = _hnsw(index)
         if hnsw is not None:
@@ -100,7 +139,7 @@ class VectorIndex:
 
     @property
     def dim(self) -> int:
-        return int(self.index.d)
+        return int(self.index.d)  # a binary index's d is its number of bits: the float dim
 
     @property
     def count(self) -> int:
@@ -112,7 +151,7 @@ class VectorIndex:
 
     @property
     def supports_remove(self) -> bool:
-        return _hnsw(self.index) is None
+        return self.binary or _hnsw(self.index) is None
 
     def _check(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -121,9 +160,11 @@ class VectorIndex:
         return vectors
 
     def train(self, sample: np.ndarray, seed: int = 1234) -> None:
-        """Train IVF / PQ. k-means runs on the GPU when this faiss has GPU support (faiss-gpu);
+        """Train IVF / PQ / SQ. k-means runs on the GPU when this faiss has GPU support (faiss-gpu);
         the index itself stays a CPU index, so it is saved and served like any other."""
         sample = self._check(sample)
+        if self.binary:
+            return  # sign bits need no training
         ivf = _ivf(self.index)
         gpu_index = None  # must stay referenced until train() returns: SWIG frees it otherwise
         if ivf is not None:
@@ -138,6 +179,7 @@ class VectorIndex:
         try:
             with self._lock:
                 self.index.train(sample)
+                _widen_sq_ranges(self.index)
         finally:
             if gpu_index is not None:
                 ivf.clustering_index = None
@@ -149,8 +191,9 @@ class VectorIndex:
             raise InvalidInputError(f"{ids.shape[0]} ids for {vectors.shape[0]} vectors")
         if not self.is_trained:
             raise InvalidInputError(f"the {self.factory} index must be trained before vectors are added")
+        data = binary_codes(vectors) if self.binary else vectors
         with self._lock:
-            self.index.add_with_ids(vectors, ids)
+            self.index.add_with_ids(data, ids)
 
     def delete(self, ids: np.ndarray) -> int:
         """Remove ``ids``; returns how many were removed (0 on HNSW, which cannot remove)."""
@@ -163,19 +206,69 @@ class VectorIndex:
     def search(
         self, queries: np.ndarray, k: int, params: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) per query; missing slots have id -1. ``params``: nprobe / ef_search."""
+        """Top-k (scores, ids) per query; missing slots have id -1. ``params``: nprobe /
+        ef_search / rescore_multiplier."""
         queries = self._check(queries)
         k = max(1, min(int(k), max(self.count, 1)))
+        if self.binary:
+            return self._search_binary(queries, k, (params or {}).get("rescore_multiplier"))
         sp = self._search_params(params or {})
         if sp is None:
             return self.index.search(queries, k)
         return self.index.search(queries, k, params=sp)
 
+    def _search_binary(self, queries: np.ndarray, k: int, multiplier: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Hamming top ``multiplier * k``, rescored by query . sign(doc) / sqrt(dim): the cosine
+        between the query and the doc's +-1 vector, so in [-1, 1], with the sign and roughly the
+        order of the float32 cosine but smaller (about 0.8x on all-MiniLM-L6-v2 vectors: the sign
+        vector drops the magnitudes). Multiplier 1 keeps the Hamming top k, only reordered."""
+        try:
+            mult = DEFAULT_RESCORE_MULTIPLIER if multiplier is None else float(multiplier)
+        except (TypeError, ValueError):
+            mult = math.nan
+        if not mult >= 1:  # NaN too
+            raise InvalidInputError(f"rescore_multiplier must be at least 1, not {multiplier!r}")
+        nq, total = len(queries), self.count
+        scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        ids = np.full((nq, k), -1, dtype=np.int64)
+        if total == 0 or nq == 0:
+            return scores, ids
+        fetch = min(total, math.ceil(mult * k))
+        # Search the flat index inside the IDMap2 wrapper: its row numbers pick the candidates'
+        # codes straight out of its storage (no copy of the index), and map to our ids.
+        inner: Any = faiss.downcast_IndexBinary(self.index.index)  # an IndexBinaryFlat
+        _, rows = inner.search(binary_codes(queries), fetch)
+        codes = faiss.rev_swig_ptr(inner.xb.data(), total * inner.code_size).reshape(total, inner.code_size)
+        id_map = faiss.rev_swig_ptr(self.index.id_map.data(), total)
+        scale = np.float32(1 / math.sqrt(self.dim))
+        block = max(1, RESCORE_BLOCK_FLOATS // self.dim)  # candidates unpacked at once
+        step = max(1, block // fetch)  # queries per pass
+        for start in range(0, nq, step):
+            part, q = rows[start : start + step], queries[start : start + step]
+            rescored = np.full(part.shape, -np.inf, dtype=np.float32)
+            width = max(1, block // len(part))
+            for col in range(0, fetch, width):
+                sub = part[:, col : col + width]
+                valid = sub >= 0
+                bits = np.unpackbits(codes[np.where(valid, sub, 0)], axis=-1).astype(np.float32)
+                # q . (2 bits - 1), without materialising the +-1 vectors
+                dots = 2 * np.matmul(bits, q[:, :, None])[..., 0] - q.sum(axis=1, keepdims=True)
+                rescored[:, col : col + width] = np.where(valid, dots * scale, -np.inf)
+            best = np.indices(part.shape)[1]
+            if fetch > k:
+                best = np.sort(np.argpartition(-rescored, k - 1, axis=1)[:, :k], axis=1)  # Hamming order
+            order = np.argsort(-np.take_along_axis(rescored, best, axis=1), axis=1, kind="stable")
+            top = np.take_along_axis(best, order, axis=1)
+            scores[start : start + step] = np.take_along_axis(rescored, top, axis=1)
+            chosen = np.take_along_axis(part, top, axis=1)
+            ids[start : start + step] = np.where(chosen >= 0, id_map[np.maximum(chosen, 0)], -1)
+        return scores, ids
+
     def widen(self, params: dict[str, Any], factor: float) -> dict[str, Any]:
         """``params`` scaled to search ``factor`` times more of the index: a filter that keeps 1 in
         ``factor`` vectors needs that many more IVF lists (over-fetching alone cannot reach lists
         that were never probed)."""
-        ivf = _ivf(self.index)
+        ivf = None if self.binary else _ivf(self.index)
         if ivf is None:
             return params
         nprobe = int(params.get("nprobe") or ivf.nprobe)
@@ -194,11 +287,20 @@ class VectorIndex:
     def clone(self) -> VectorIndex:
         """A deep copy: a writer mutates the copy while readers keep searching the original."""
         with self._lock:
+            if self.binary:  # faiss.clone_binary_index cannot clone an IDMap2
+                copy = faiss.deserialize_index_binary(faiss.serialize_index_binary(self.index))
+                return VectorIndex(copy, self.factory)
             return VectorIndex(faiss.clone_index(self.index), self.factory)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of ``ids`` (approximate for PQ), for exact scoring of a filtered set."""
+        """The stored vectors of ``ids`` (approximate for PQ and SQ; for binary the +-1/sqrt(dim)
+        sign vectors, which score like its search does), for exact scoring of a filtered set."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if self.binary:
+            codes = np.empty((len(ids), self.dim // 8), dtype=np.uint8)
+            for row, key in enumerate(ids.tolist()):
+                codes[row] = self.index.reconstruct(key)
+            return binary_to_float(codes, self.dim)
         ivf = _ivf(self.index)
         direct_map: Any = getattr(faiss, "DirectMap")  # noqa: B009 - missing from faiss's stubs
         if ivf is not None and ivf.direct_map.type == direct_map.NoMap:
@@ -209,18 +311,64 @@ class VectorIndex:
         return out
 
     def save(self, path: Path) -> None:
-        faiss.write_index(self.index, str(path))
+        if self.binary:
+            faiss.write_index_binary(self.index, str(path))
+        else:
+            faiss.write_index(self.index, str(path))
 
     @classmethod
-    def load(cls, path: Path, factory: str = FLAT_FACTORY) -> VectorIndex:
+    def load(cls, path: Path, factory: str | None = None) -> VectorIndex:
+        """Read a FAISS file. ``factory`` (the manifest's) says whether it is a binary index;
+        the file's own header must agree. Without one, the header decides."""
         if not path.is_file():
             raise IndexFormatError(f"{path}: missing")
         try:
-            index = faiss.read_index(str(path))
-        except RuntimeError as exc:  # FAISS reports truncation and bad headers this way
+            with path.open("rb") as fh:
+                binary_file = fh.read(len(_BINARY_MAGIC)) == _BINARY_MAGIC
+        except OSError as exc:
+            raise IndexFormatError(f"{path}: unreadable ({exc})") from exc
+        if factory is None:
+            factory = BINARY_FACTORY if binary_file else FLAT_FACTORY
+        if is_binary_factory(factory) != binary_file:
+            want, got = ("binary", "float") if is_binary_factory(factory) else ("float", "binary")
+            raise IndexFormatError(f"{path}: holds a {got} FAISS index, but {factory!r} is a {want} one")
+        try:
+            index = faiss.read_index_binary(str(path)) if binary_file else faiss.read_index(str(path))
+        except (RuntimeError, MemoryError) as exc:  # FAISS reports truncation and bad headers this way
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
             raise IndexFormatError(f"{path}: not a readable FAISS index ({first})") from exc
         return cls(index, factory)
+
+
+def binary_codes(vectors: np.ndarray) -> np.ndarray:
+    """Sign bits, packed 8 to a byte (dim/8 bytes per vector): bit set where the value is > 0."""
+    return np.packbits(vectors > 0, axis=-1)
+
+
+def binary_to_float(codes: np.ndarray, dim: int) -> np.ndarray:
+    """Packed sign bits back to +-1/sqrt(dim) float32 vectors (unit length)."""
+    out: np.ndarray = np.unpackbits(codes, axis=-1, count=dim).astype(np.float32)
+    out *= 2
+    out -= 1
+    out /= np.float32(math.sqrt(dim))
+    return out
+
+
+def _widen_sq_ranges(index: Any) -> None:
+    """Widen each dimension's learnt 8-bit range by SQ8_RANGE_MARGIN a side, and give a range
+    of zero width (a one-vector sample) a floor: a vector added later outside the sample's
+    range would otherwise be clipped (or, on a zero-width range, lose that dimension)."""
+    sq_index = _inner(index)
+    if not isinstance(sq_index, faiss.IndexScalarQuantizer):
+        return
+    sq = sq_index.sq
+    if sq.qtype != faiss.ScalarQuantizer.QT_8bit:
+        return
+    trained = faiss.vector_to_array(sq.trained).astype(np.float32)
+    d = len(trained) // 2  # QT_8bit: d minima, then d widths
+    vmin, vdiff = trained[:d], trained[d:]
+    margin = np.maximum(vdiff * SQ8_RANGE_MARGIN, 0.5 / math.sqrt(d) - vdiff / 2)
+    faiss.copy_array_to_vector(np.concatenate([vmin - margin, vdiff + 2 * margin]), sq.trained)
 
 
 def gpu_count() -> int:
@@ -229,8 +377,10 @@ def gpu_count() -> int:
     return int(get()) if get is not None else 0
 
 
-def _inner(index: faiss.Index) -> faiss.Index:
-    """The index inside an IDMap wrapper, downcast to its concrete class."""
+def _inner(index: faiss.Index) -> Any:
+    """The index inside an IDMap wrapper, downcast to its concrete class (None for a binary one)."""
+    if isinstance(index, faiss.IndexBinary):
+        return None
     if isinstance(index, faiss.IndexIDMap2 | faiss.IndexIDMap):
         return faiss.downcast_index(index.index)
     return faiss.downcast_index(index)
