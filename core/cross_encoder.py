@@ -5,6 +5,19 @@ dropout -> linear to ``num_labels`` logits. A model folder is a plain transforme
 sequence-classification folder (``config.json`` with ``id2label``, ``label2id``,
 ``problem_type``; safetensors weights), so ``AutoModelForSequenceClassification`` loads it.
 
+A checkpoint without pooler weights (a BERT saved with ``add_pooling_layer=False``) gets no
+randomly initialised pooler: the [CLS] hidden state goes straight to dropout and the linear layer
+(``ClsPooler``). Transformers' BERT classifier always has a dense + tanh pooler and no config
+switch removes it, so a saved folder stores that head in standard weights which compute the same
+function to ~1e-5 relative: pooler dense = s * I with zero bias and classifier weight = W / s, for a
+small power of two s. As tanh(s h) / s = h - s^2 h^3 / 3 + ..., plain transformers gives
+W h + b up to that term (s = 2^-12: below 1e-5 relative for |h| <= 20; the largest [CLS]
+value of MiniLM is about 6). ``config.json`` records s as ``cls_pooler_scale``, and ``load`` turns
+such a pooler back into ``ClsPooler`` with W exactly (scaling by a power of two is exact), so
+training and inference here use the [CLS] state itself, not its tanh approximation.
+(Pooler dense = I with tanh still applied would store exactly, but it computes tanh([CLS]), which
+saturates BERT's large outlier dimensions; it is not the [CLS] state.)
+
 Problem types and what a logit means:
 - ``single_label``: softmax over the labels (NLI's three classes, paraphrase 0/1);
 - ``multi_label``: an independent sigmoid per label (they need not sum to 1);
@@ -20,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from core.batching import padded_width, token_batches
@@ -35,6 +49,15 @@ PROBLEMS = {
 }
 _SHORT = {v: k for k, v in PROBLEMS.items()}
 POSITIVE_NAMES = {"1", "true", "yes", "positive", "relevant", "entailment", "paraphrase", "duplicate"}
+CLS_POOLER_KEY = "cls_pooler_scale"  # in config.json: the head is ClsPooler, stored scaled by this
+CLS_POOLER_SCALE = 2.0**-12
+
+
+class ClsPooler(nn.Module):
+    """BERT's pooler for a checkpoint that has none: the [CLS] hidden state, unchanged."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states[:, 0]
 
 
 class CrossEncoder:
@@ -63,6 +86,8 @@ class CrossEncoder:
         model = AutoModelForSequenceClassification.from_pretrained(
             path, config=config, local_files_only=True, use_safetensors=True
         )
+        if getattr(config, CLS_POOLER_KEY, None) is not None:
+            _unfold_cls_pooler(model, float(getattr(config, CLS_POOLER_KEY)), classifier_folded=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
         return cls(model, tokenizer, resolve_device(device), _max_length(config, tokenizer, max_length))
 
@@ -92,16 +117,30 @@ class CrossEncoder:
             id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)},
         )
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, local_files_only=True, use_safetensors=True
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, config=config, local_files_only=True, use_safetensors=True, output_loading_info=True
         )
+        missing = {k if isinstance(k, str) else k[0] for k in info["missing_keys"]}
+        missing |= {k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys", ())}
+        if getattr(config, CLS_POOLER_KEY, None) is not None:  # a saved cross-encoder without pooler
+            classifier_folded = not any(k.startswith("classifier.") for k in missing)
+            _unfold_cls_pooler(model, float(getattr(config, CLS_POOLER_KEY)), classifier_folded)
+        elif _pooler_dense(model) is not None and any(k.endswith("pooler.dense.weight") for k in missing):
+            log.info("%s has no pooler weights: the [CLS] hidden state feeds the classifier", path)
+            _set_cls_pooler(model)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
         return cls(model, tokenizer, resolve_device(device), _max_length(config, tokenizer, max_length))
+
+    @property
+    def cls_pooler(self) -> bool:
+        """Whether the [CLS] hidden state feeds the classifier directly (no pooler weights)."""
+        return isinstance(getattr(self.model.base_model, "pooler", None), ClsPooler)
 
     def save(self, output: str | Path) -> None:
         output = Path(output)
         output.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(output, safe_serialization=True)
+        state = _folded_state(self.model) if self.cls_pooler else None
+        self.model.save_pretrained(output, safe_serialization=True, state_dict=state)
         self.tokenizer.save_pretrained(output)
 
     # ------------------------------------------------------------ inference
@@ -162,6 +201,50 @@ class CrossEncoder:
         probability of the positive label."""
         probs = self.probabilities(self.logits(pairs, batch_size))
         return probs[:, self.positive]
+
+
+def _pooler_dense(model: Any) -> nn.Linear | None:
+    """The dense layer of BERT's pooler (dense + tanh) when the classifier is BERT's (pooler ->
+    dropout -> linear)."""
+    dense = getattr(getattr(model.base_model, "pooler", None), "dense", None)
+    if isinstance(dense, nn.Linear) and isinstance(getattr(model, "classifier", None), nn.Linear):
+        return dense
+    return None
+
+
+def _set_cls_pooler(model: Any) -> None:
+    model.base_model.pooler = ClsPooler()
+    setattr(model.config, CLS_POOLER_KEY, CLS_POOLER_SCALE)
+
+
+def _folded_state(model: Any) -> dict[str, torch.Tensor]:
+    """The state dict with ClsPooler stored as BERT's pooler: dense s*I, zero bias, classifier W/s."""
+    state = dict(model.state_dict())
+    scale = float(getattr(model.config, CLS_POOLER_KEY))
+    weight = model.classifier.weight
+    hidden = weight.shape[1]
+    prefix = f"{model.base_model_prefix}.pooler.dense"
+    state[f"{prefix}.weight"] = torch.eye(hidden, dtype=weight.dtype, device=weight.device) * scale
+    state[f"{prefix}.bias"] = torch.zeros(hidden, dtype=weight.dtype, device=weight.device)
+    state["classifier.weight"] = weight.detach() / scale
+    return state
+
+
+def _unfold_cls_pooler(model: Any, scale: float, classifier_folded: bool) -> None:
+    """Back from ``_folded_state`` (the classifier too when it came from the folder, not new);
+    a pooler changed since (trained on elsewhere) stays a pooler."""
+    dense = _pooler_dense(model)
+    if dense is None:
+        raise ModelFormatError(f"{CLS_POOLER_KEY} in config.json but the model has no BERT pooler")
+    identity = torch.eye(dense.weight.shape[0], dtype=dense.weight.dtype) * scale
+    if not (torch.equal(dense.weight.detach().cpu(), identity) and not dense.bias.detach().any()):
+        log.warning("%s set but the pooler is not %g * I; keeping it as a pooler", CLS_POOLER_KEY, scale)
+        delattr(model.config, CLS_POOLER_KEY)
+        return
+    if classifier_folded:
+        with torch.no_grad():
+            model.classifier.weight.mul_(scale)
+    _set_cls_pooler(model)
 
 
 def _max_length(config: Any, tokenizer: Any, wanted: int | None) -> int:
