@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 
 import torch
 
@@ -51,16 +53,24 @@ def bf16_supported(device: torch.device) -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+def int8_supported(device: torch.device) -> bool:
+    """Dynamic int8 matmuls: torch's x86/fbgemm kernels, which need AVX2 (VNNI makes them fast)."""
+    engines = set(torch.backends.quantized.supported_engines)
+    return device.type == "cpu" and bool(engines & {"x86", "fbgemm"}) and "avx2" in cpu_flags()
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: bf16 where the hardware computes it natively, else fp32; an explicit request the
-    hardware cannot honour is an error, not a silent fallback."""
+    """Check an explicit precision against the hardware: one it cannot honour is an error, not a
+    silent fallback. ``auto`` is returned as is: :mod:`core.precision` measures the choice."""
     if precision not in PRECISIONS:
         raise InvalidInputError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return "bf16" if bf16_supported(device) else "fp32"
+    if precision == "int8" and not int8_supported(device):
+        raise InvalidInputError(
+            f"int8 needs a CPU with AVX2 and torch's x86 quantized engine; {device} has not"
+        )
     if precision == "bf16" and not bf16_supported(device):
         raise InvalidInputError(
             f"bf16 requested but {device} has no native bf16 (avx512_bf16/AMX or CUDA sm80+)"
@@ -68,3 +78,37 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "fp16" and device.type != "cuda":
         raise InvalidInputError("fp16 is for CUDA devices; on CPU use bf16 or fp32")
     return precision
+
+
+def available_cpus() -> int:
+    """The CPUs this process may really use: its affinity mask, capped by a cgroup CPU quota
+    (Docker's ``--cpus``, Kubernetes limits), which ``os.cpu_count()`` and torch's default ignore."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPU quota in CPUs from cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``; None when unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+def configure_threads(threads: int = 0) -> int:
+    """Set torch's intra-op threads: ``threads`` when > 0, else :func:`available_cpus`. More threads
+    than CPUs only adds contention (and a throttled cgroup stalls them all). Returns the count."""
+    n = threads if threads > 0 else available_cpus()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n

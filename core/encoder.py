@@ -8,7 +8,9 @@ input order before returning float32 numpy.
 
 from __future__ import annotations
 
+import copy
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,10 @@ from torch import nn
 from core.batching import padded_width, token_batches
 from core.device import offline_mode, resolve_device, resolve_precision
 from core.errors import InvalidInputError, ModelFormatError
+from core.fast_bert import UnpaddedBert, unsupported_reason, weights_key
 from core.model_folder import fingerprint, read_spec, weight_files, write_st_layout
 from core.pooling import Features, Normalize, Pooling
+from core.precision import DEFAULT_MAX_DRIFT, PrecisionChoice, choose_precision
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +40,78 @@ class Encoded:
     token_counts: np.ndarray  # (n,) int: tokens fed to the model, special tokens included
 
 
+class _Padded(nn.Module):
+    """The transformers model as an inference module with UnpaddedBert's call signature."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra, return_dict=True)
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden
+
+
 class Transformer(nn.Module):
-    """Runs the transformer and puts ``token_embeddings`` into the features dict."""
+    """Runs the transformer and puts ``token_embeddings`` into the features dict.
+
+    Training (grads on) runs the transformers model itself. Inference runs an inference module
+    built from the same weights: BERT-family models run unpadded (:mod:`core.fast_bert`), and
+    with ``quantized`` the module's linear layers are dynamic int8. It is rebuilt whenever a
+    weight changes, so it never serves stale weights."""
 
     def __init__(self, model: nn.Module, use_token_type_ids: bool) -> None:
         super().__init__()
         self.auto_model = model
         self.use_token_type_ids = use_token_type_ids
+        self.unpadded = unsupported_reason(model) is None
+        self.quantized = False
+        # A tuple, not a Module attribute: the cached module must stay out of parameters() and
+        # state_dict(), which training and saving read.
+        self._cache: tuple[Any, nn.Module] | None = None
+
+    def inference_module(self) -> nn.Module:
+        key = (weights_key(self.auto_model), self.unpadded, self.quantized)
+        if self._cache is None or self._cache[0] != key:
+            module: nn.Module = UnpaddedBert(self.auto_model) if self.unpadded else _Padded(self.auto_model)
+            if self.quantized:
+                module = quantize_int8(module)
+            self._cache = (key, module.eval())
+        return self._cache[1]
 
     def forward(self, features: Features) -> Features:
-        inputs = {"input_ids": features["input_ids"], "attention_mask": features["attention_mask"]}
-        if self.use_token_type_ids and "token_type_ids" in features:
-            inputs["token_type_ids"] = features["token_type_ids"]
-        out = self.auto_model(**inputs, return_dict=True)
+        types = features.get("token_type_ids") if self.use_token_type_ids else None
+        if self.training or torch.is_grad_enabled():
+            out = _Padded(self.auto_model)(features["input_ids"], features["attention_mask"], types)
+        else:
+            out = self.inference_module()(features["input_ids"], features["attention_mask"], types)
         # Pooling and normalisation run in float32 whatever the weights' precision.
-        features["token_embeddings"] = out.last_hidden_state.float()
+        features["token_embeddings"] = out.float()
         return features
+
+
+def quantize_int8(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with dynamic int8 linear layers: int8 weights per output channel,
+    activations quantised per batch. The FFN down-projections (in_features > 2 x out_features)
+    stay float: their inputs are GELU outputs with large outliers, and quantising them doubled
+    the drift from fp32 on MiniLM (1 - mean cosine 2.7e-2 -> 1.5e-2 without them; BENCHMARKS.md).
+    torch.ao's eager API is deprecated in favour of torchao, which is not a dependency here; it
+    still ships and its x86 kernels use VNNI where present."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    spec = {
+        name: per_channel_dynamic_qconfig
+        for name, sub in module.named_modules()
+        if isinstance(sub, nn.Linear) and sub.in_features <= 2 * sub.out_features
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized: nn.Module = torch.ao.quantization.quantize_dynamic(module, spec, dtype=torch.qint8)
+    return quantized
 
 
 class Encoder:
@@ -78,6 +138,8 @@ class Encoder:
         self.fingerprint = model_fingerprint
         self.source = source
         self.precision = "fp32"
+        self.precision_choice: PrecisionChoice | None = None
+        self.precision_quality: dict[str, Any] = {}  # set by core.precision.apply_precision
         use_tt = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
         modules: list[nn.Module] = [Transformer(model, use_tt), pooling]
         if normalize:
@@ -146,16 +208,39 @@ class Encoder:
         self.fingerprint = fingerprint(root, self.pooling.config(), self.normalize)
         self.source = root
 
-    def to_precision(self, precision: str) -> str:
-        """Cast the transformer for inference: ``fp32``, ``bf16`` (native on AMX/avx512_bf16 CPUs
-        and recent GPUs), ``fp16`` (CUDA only) or ``auto`` (bf16 where native, else fp32).
+    def to_precision(
+        self, precision: str, texts: Sequence[str] | None = None, max_drift: float = DEFAULT_MAX_DRIFT
+    ) -> str:
+        """Set the inference precision: ``fp32``, ``bf16`` (native on AMX/avx512_bf16 CPUs and
+        recent GPUs), ``fp16`` (CUDA only), ``int8`` (dynamic quantisation on CPU) or ``auto``:
+        the fastest precision whose measured drift from fp32 on ``texts`` is within
+        ``max_drift`` (:func:`core.precision.choose_precision`; kept in ``precision_choice``).
         Returns the precision in use. Not for training, which keeps fp32 weights."""
         chosen = resolve_precision(precision, self.device)
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[chosen]
-        self.net[0].to(dtype)
+        if chosen == "auto":
+            if self.precision != "fp32":
+                self.to_precision("fp32")
+            self.precision_choice = choose_precision(self, texts, max_drift)
+            chosen = self.precision_choice.precision
+        transformer: Any = self.net[0]
+        transformer.quantized = chosen == "int8"
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(chosen, torch.float32)
+        transformer.to(dtype)
         self.precision = chosen
         log.info("encoder precision %s on %s", chosen, self.device)
         return chosen
+
+    def variant(self, precision: str) -> Encoder:
+        """A copy of this encoder at another precision (this one is unchanged)."""
+        transformer: Any = self.net[0]
+        cache, transformer._cache = transformer._cache, None  # not worth copying: rebuilt on use
+        try:
+            other = copy.copy(self)
+            other.net = copy.deepcopy(self.net)
+        finally:
+            transformer._cache = cache
+        other.to_precision(precision)
+        return other
 
     def set_max_seq_length(self, max_seq_length: int) -> None:
         """Change where tokenisation truncates (bounded by the model's position embeddings)."""

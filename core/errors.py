@@ -80,6 +80,12 @@ class IndexMismatchError(SemsearchError):
     code = "index_mismatch"
 
 
+class PrecisionDriftError(IndexMismatchError):
+    """Queries would be embedded at a precision whose measured drift from the index's is too large."""
+
+    code = "precision_drift"
+
+
 class IndexBusyError(SemsearchError):
     """Another writer holds the index's lock."""
 

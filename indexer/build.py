@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from core.index.folder import INDEX_FILE, file_digest
 from core.index.manifest import MANIFEST, Manifest
 from core.index.publish import fsync_path, publish, replace_file, work_dir, writer_lock
 from core.index.vectors import VectorIndex, l2_normalise, plan_index
+from core.precision import DEFAULT_MAX_DRIFT, apply_precision
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "build_config.json"
@@ -59,7 +61,8 @@ class BuildConfig:
     max_batch_tokens: int | None = None  # also cap each forward pass at this many padded tokens
     chunk_size: int = 4096  # documents embedded and checkpointed per step; bounds memory
     device: str = "auto"
-    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (bf16 where native)
+    precision: str = "auto"  # fp32 | bf16 | fp16 | int8 | auto (fastest within max_precision_drift)
+    max_precision_drift: float = DEFAULT_MAX_DRIFT  # 1 - mean cosine to fp32 that auto accepts
     skip_bad_lines: bool = False
     resume: bool = True  # continue a matching interrupted build (False: start over)
     engine: str = "local"  # local | ray
@@ -184,9 +187,17 @@ def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport
     if not Path(cfg.corpus).is_file():
         raise DataError(cfg.corpus, None, "corpus file not found")
     with writer_lock(output):
+        # A caller's own encoder is used at the precision it has unless the config names one.
+        given = encoder is not None and cfg.precision == "auto"
         encoder = encoder or Encoder.load(cfg.model, cfg.device)
-        if cfg.precision != encoder.precision:
-            encoder.to_precision(cfg.precision)
+        if not given and cfg.precision != encoder.precision:
+            # The drift is measured on the corpus's own first texts: what the index will hold.
+            rows = itertools.islice(read_corpus(cfg.corpus, cfg.corpus_format, skip_bad_lines=True), 64)
+            texts = [r.doc.text for r in rows] or None
+            if encoder.precision == "fp32":
+                apply_precision(encoder, cfg.precision, texts, cfg.max_precision_drift)
+            else:  # already cast by the caller: fp32 is gone, there is nothing to measure against
+                encoder.to_precision(cfg.precision, texts, cfg.max_precision_drift)
         return _build(cfg, encoder, output)
 
 
@@ -322,6 +333,7 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
         max_seq_length=encoder.max_seq_length,
         model_dir=str(Path(cfg.model).resolve()),
         precision=encoder.precision,
+        precision_quality=encoder.precision_quality,
         faiss_factory=plan.factory,
         index_type=plan.index_type,
         generation=generation,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import DataError, SemsearchError
+from core.errors import DataError, InvalidInputError, SemsearchError
 
 if TYPE_CHECKING:
     from indexer.build import BuildReport
@@ -67,9 +67,16 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--fresh", action="store_true", help="discard an interrupted build and start over")
     p.add_argument(
         "--precision",
-        default="fp32",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="encoder precision (auto: bf16 where the CPU/GPU computes it natively)",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16", "int8"],
+        help="encoder precision (default auto: the fastest this hardware runs whose measured drift "
+        "from fp32 on the corpus's first texts is within --max-precision-drift)",
+    )
+    p.add_argument(
+        "--max-precision-drift",
+        type=float,
+        default=0.01,
+        help="largest 1 - mean cosine to fp32 that auto accepts (default 0.01)",
     )
     p.add_argument(
         "--engine", default="local", choices=["local", "ray"], help="ray: embed on a Ray actor pool"
@@ -101,6 +108,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         resume=not args.fresh,
         engine=args.engine,
         precision=args.precision,
+        max_precision_drift=args.max_precision_drift,
         ray_address=args.ray_address,
         ray_actors=args.ray_actors,
         ray_cpus_per_actor=args.ray_cpus_per_actor,
@@ -220,8 +228,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--precision",
-        choices=["index", "auto", "fp32", "bf16", "fp16"],
-        help="query encoder precision (default index: as the index was built; auto: bf16 where native)",
+        choices=["index", "auto", "fp32", "bf16", "fp16", "int8"],
+        help="query encoder precision (default index: as the index was built; auto: the fastest within "
+        "the drift bound, SEMSEARCH_MAX_PRECISION_DRIFT); one drifting too far from the index's is refused",
     )
     p.add_argument("--read-only", action="store_const", const=True, help="refuse document writes (403)")
     p.add_argument("--reranker", help="cross-encoder folder for rerank, /rerank and /classify")
@@ -530,6 +539,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _threads() -> None:
+    """torch intra-op threads: SEMSEARCH_THREADS, else the CPUs this process may use (its affinity
+    and cgroup quota; torch's own default counts the host's cores and oversubscribes a container)."""
+    from core.device import available_cpus, configure_threads
+
+    raw = os.environ.get("SEMSEARCH_THREADS", "").strip() or "0"
+    if not raw.isdigit():
+        raise InvalidInputError(f"SEMSEARCH_THREADS must be a whole number, got {raw!r}")
+    n = configure_threads(int(raw))
+    logging.getLogger("semsearch").debug("torch threads %d (available CPUs %d)", n, available_cpus())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -538,6 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        _threads()
         return int(args.func(args))
     except DataError as exc:
         print(f"semsearch: error: {exc.message}", file=sys.stderr)

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from core.cross_encoder import CrossEncoder
 from core.defaults import default_model_dir
+from core.device import available_cpus, configure_threads
 from core.encoder import Encoded, Encoder
 from core.errors import (
     ForbiddenError,
@@ -33,6 +35,7 @@ from core.index.doc_store import Document
 from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
 from core.index.vectors import l2_normalise
+from core.precision import apply_precision
 from service.batcher import MicroBatcher
 from service.live_index import LiveIndex, WriteResult
 from service.metrics import Metrics
@@ -76,10 +79,21 @@ class SearchEngine:
     ) -> None:
         self.encoder = encoder
         self.settings = settings
-        wanted = index.manifest.precision if settings.precision == "index" else settings.precision
-        if encoder.precision != wanted:
-            encoder.to_precision(wanted)
+        manifest = index.manifest
+        wanted = manifest.precision if settings.precision == "index" else settings.precision
+        if encoder.precision != "fp32":  # a caller's already-cast encoder: nothing to measure from
+            if encoder.precision != wanted:
+                encoder.to_precision(wanted)
+        elif wanted != "fp32" or manifest.precision != "fp32":
+            # Measured on the index's own documents: the drift that matters is on this corpus.
+            texts = [doc.text for _, doc in next(index.store.iter_live(batch=32), [])]
+            apply_precision(encoder, wanted, texts or None, settings.max_precision_drift, manifest.precision)
         self.metrics = metrics or Metrics()
+        quality = encoder.precision_quality
+        drift = 1.0 - quality["mean_cosine_vs_fp32"] if "mean_cosine_vs_fp32" in quality else None
+        if encoder.precision == "fp32":
+            drift = 0.0
+        self.metrics.set_encoder(str(encoder.device), encoder.precision, drift, torch.get_num_threads())
         self.index_path = index.path
         self._check_manifest(index.manifest)
         self.index = LiveIndex(index, self._check_manifest, settings.write_busy_timeout_s, self._swapped)
@@ -104,6 +118,12 @@ class SearchEngine:
     def load(cls, settings: Settings, metrics: Metrics | None = None) -> SearchEngine:
         if settings.index_dir is None:
             raise InvalidInputError("no index configured: pass --index DIR or set SEMSEARCH_INDEX_DIR")
+        threads = configure_threads(settings.threads)
+        log.info(
+            "torch intra-op threads: %d (available CPUs, cgroup quota included: %d)",
+            threads,
+            available_cpus(),
+        )
         index = IndexFolder.open(settings.index_dir)
         try:
             encoder = Encoder.load(choose_model_dir(settings, index), settings.device)

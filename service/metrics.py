@@ -58,6 +58,17 @@ class Metrics:
         self.generation = Gauge("semsearch_index_generation", "Served index generation", registry=r)
         self.reloads = Counter("semsearch_reloads", "Index reloads", ["result"], registry=r)
         self.writes = Counter("semsearch_document_writes", "Documents written online", ["op"], registry=r)
+        self.encoder = Gauge(
+            "semsearch_encoder_info",
+            "The query encoder in use (value 1): device, precision, and its measured 1 - mean cosine to fp32",
+            ["device", "precision", "drift_vs_fp32", "threads"],
+            registry=r,
+        )
+
+    def set_encoder(self, device: str, precision: str, drift: float | None, threads: int) -> None:
+        self.encoder.clear()
+        shown = "n/a" if drift is None else f"{drift:.2e}"
+        self.encoder.labels(device, precision, shown, str(threads)).set(1)
 
     def observe_batch(self, model: str, stats: BatchStats) -> None:
         self.batch_size.labels(model).observe(stats.size)

@@ -288,6 +288,12 @@ class ReadyResponse(BaseModel):
     dim: int
     device: str
     precision: str
+    precision_quality: dict[str, Any] = Field(
+        default_factory=dict,
+        description="How the precision was chosen and its measured drift (1 - cosine) from fp32 "
+        "and from the index's precision, on the index's own documents; empty for plain fp32.",
+    )
+    threads: int
     micro_batching: bool
     read_only: bool
     reranker: bool

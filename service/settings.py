@@ -32,7 +32,11 @@ class Settings(BaseSettings):
     reranker_dir: Path | None = None  # a cross-encoder folder (semsearch train cross-encoder)
     device: str = "auto"
     # "index": embed queries as the index's documents were embedded (its manifest says how).
-    precision: str = Field("index", pattern="^(index|auto|fp32|bf16|fp16)$")
+    precision: str = Field("index", pattern="^(index|auto|fp32|bf16|fp16|int8)$")
+    # Largest 1 - mean cosine between query vectors at the serving precision and at the index's
+    # (measured at start-up on the index's own documents); past it the service refuses to start.
+    max_precision_drift: float = Field(0.01, ge=0.0, le=1.0)
+    threads: int = Field(0, ge=0)  # torch intra-op threads; 0: the CPUs available (cgroup-aware)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"

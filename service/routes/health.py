@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -36,6 +37,8 @@ async def ready(engine: EngineDep) -> ReadyResponse:
         dim=manifest.dim,
         device=str(engine.encoder.device),
         precision=engine.encoder.precision,
+        precision_quality=engine.encoder.precision_quality,
+        threads=torch.get_num_threads(),
         micro_batching=engine.settings.micro_batching,
         read_only=engine.settings.read_only,
         reranker=engine.reranker is not None,

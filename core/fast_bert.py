@@ -1,0 +1,118 @@
+"""An inference-only BERT forward over unpadded tokens.
+
+In a length-sorted batch of short sentences a quarter or more of the padded positions are
+padding, and a padded forward spends the same matmul work on them as on real tokens. Here the
+dense layers (over 90% of BERT's FLOPs) run on the ``(tokens, hidden)`` matrix of real tokens
+only, as FasterTransformer's "remove padding" and MosaicBERT's unpadded layers do; only
+attention, which mixes positions, sees the padded ``(batch, heads, length, head_dim)`` layout.
+Q, K and V are one fused matmul, which suits small batches on CPU.
+
+The modules are the transformers ``BertModel``'s own, shared, apart from the fused QKV weight,
+a copy: the caller rebuilds this object when any weight changes (``weights_key``: a training
+step, a dtype cast). The result matches the model's ``last_hidden_state`` on real tokens within
+float rounding (tests/core/test_fast_bert.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
+
+
+def unsupported_reason(model: Any) -> str | None:
+    """Why ``model`` cannot take the unpadded path (None when it can)."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or getattr(cfg, "model_type", None) != "bert":
+        return f"model type {getattr(cfg, 'model_type', None)!r} is not bert"
+    if getattr(cfg, "position_embedding_type", "absolute") != "absolute":
+        return f"position embeddings {cfg.position_embedding_type!r} are not absolute"
+    if cfg.hidden_act not in _ACTIVATIONS:
+        return f"activation {cfg.hidden_act!r} is not supported"
+    if getattr(cfg, "is_decoder", False) or getattr(cfg, "add_cross_attention", False):
+        return "decoder / cross-attention models are not supported"
+    return None
+
+
+def weights_key(model: nn.Module) -> tuple[tuple[int, int, Any], ...]:
+    """Changes whenever a parameter is updated in place (an optimiser step) or replaced (a cast)."""
+    return tuple((p.data_ptr(), p._version, p.dtype) for p in model.parameters())
+
+
+class _Layer(nn.Module):
+    def __init__(self, layer: Any, heads: int, act: str) -> None:
+        super().__init__()
+        att = layer.attention.self
+        hidden = att.query.in_features
+        self.heads, self.head_dim = heads, hidden // heads
+        weight = att.query.weight
+        self.qkv = nn.Linear(hidden, 3 * hidden, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            self.qkv.weight.copy_(torch.cat([att.query.weight, att.key.weight, att.value.weight]))
+            self.qkv.bias.copy_(torch.cat([att.query.bias, att.key.bias, att.value.bias]))
+        self.qkv.requires_grad_(False)
+        self.out, self.ln1 = layer.attention.output.dense, layer.attention.output.LayerNorm
+        self.up, self.down = layer.intermediate.dense, layer.output.dense
+        self.ln2 = layer.output.LayerNorm
+        self.act = _ACTIVATIONS[act]
+
+    def forward(
+        self, x: torch.Tensor, where: torch.Tensor, shape: tuple[int, int], mask: torch.Tensor
+    ) -> torch.Tensor:
+        batch, length = shape
+        hidden = x.shape[1]
+        qkv = self.qkv(x)
+        # Only attention needs the padded layout: scatter the real tokens into it and back.
+        padded = qkv.new_zeros(batch * length, 3 * hidden)
+        padded[where] = qkv
+        q, k, v = padded.view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        ctx = ctx.transpose(1, 2).reshape(batch * length, hidden)[where]
+        x = self.ln1(self.out(ctx) + x)
+        return self.ln2(self.down(self.act(self.up(x))) + x)
+
+
+class UnpaddedBert(nn.Module):
+    """``forward(input_ids, attention_mask, token_type_ids)`` -> padded ``last_hidden_state``
+    (zeros at padding), computed on real tokens only. Inference only: no dropout, no grads."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"cannot run this model unpadded: {reason}")
+        cfg = model.config
+        emb = model.embeddings
+        self.word, self.position = emb.word_embeddings, emb.position_embeddings
+        self.token_type, self.ln = emb.token_type_embeddings, emb.LayerNorm
+        self.layers = nn.ModuleList(
+            _Layer(layer, cfg.num_attention_heads, cfg.hidden_act) for layer in model.encoder.layer
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        batch, length = input_ids.shape
+        real = attention_mask.reshape(-1).bool()
+        where = real.nonzero().squeeze(1)
+        positions = torch.arange(length, device=input_ids.device).repeat(batch)[where]
+        x = self.word(input_ids.reshape(-1)[where]) + self.position(positions)
+        if token_type_ids is not None:
+            x = x + self.token_type(token_type_ids.reshape(-1)[where])
+        else:
+            x = x + self.token_type.weight[0]
+        x = self.ln(x)
+        mask = attention_mask.bool()[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, where, (batch, length), mask)
+        out = x.new_zeros(batch * length, x.shape[1])
+        out[where] = x
+        return out.view(batch, length, -1)

@@ -1,0 +1,210 @@
+"""Choosing an inference precision by measurement, and the quality guard between precisions.
+
+``auto`` tries every precision this hardware runs natively (fp32; bf16 on avx512_bf16/AMX CPUs
+and sm80+ GPUs; fp16 on CUDA; int8 dynamic quantisation on AVX2 CPUs), times each on the same
+calibration texts, measures its drift from fp32 (cosine between the two embeddings of each
+text), and keeps the fastest whose mean drift is inside ``max_drift``. The result, trials
+included, is what an index manifest records and what the service's ``/ready`` shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from core.device import bf16_supported, int8_supported
+from core.errors import PrecisionDriftError
+
+if TYPE_CHECKING:
+    from core.encoder import Encoder
+
+log = logging.getLogger(__name__)
+
+# 1 - mean cosine to fp32. bf16 and int8 MiniLM sit near 1e-3 on real text and keep STS-B
+# Spearman within 0.1 points (BENCHMARKS.md); 0.01 is far outside that and flags a real loss.
+DEFAULT_MAX_DRIFT = 0.01
+# A faster precision must win by this much to be chosen over a more exact one: timings on a
+# shared machine wobble by a few per cent and the choice should not flip with them.
+MIN_SPEEDUP = 1.1
+EXACTNESS = ("fp32", "bf16", "fp16", "int8")  # most exact first
+
+# Used when the caller has no texts of its own (the service and the indexer pass real ones):
+# varied lengths and topics, so the timing sees short and long batches.
+CALIBRATION_TEXTS = (
+    "A man is playing a guitar on the street.",
+    "The stock market fell sharply after the central bank raised interest rates.",
+    "How do I reset my password if I no longer have access to my email?",
+    "Children are building a sandcastle on the beach while their parents watch.",
+    "The patient was treated with antibiotics and recovered within a week.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "A woman slices tomatoes in the kitchen.",
+    "The committee postponed its decision on the new zoning rules until next month.",
+    "What is the best way to learn a second language as an adult?",
+    "Heavy rain caused flooding in several low-lying neighbourhoods overnight.",
+    "The algorithm sorts the list in place using a divide and conquer strategy.",
+    "Two dogs are running through a field of tall grass.",
+    "Researchers measured the effect of the drug on blood pressure in elderly patients over two "
+    "years, and found a small but significant reduction compared with the placebo group.",
+    "The train to the airport leaves every fifteen minutes from platform four.",
+    "She won the award for her novel about three generations of a fishing family.",
+    "Can you recommend a good restaurant near the museum?",
+    "The new smartphone has a larger battery, a brighter screen and a faster processor than the "
+    "previous model, but it is also more expensive.",
+    "Glaciers are retreating faster than scientists predicted a decade ago.",
+    "A cat sleeps on a sunny windowsill.",
+    "The court ruled that the contract was void because one party had been misled.",
+    "Enzymes lower the activation energy of chemical reactions in living cells.",
+    "He forgot his umbrella and got soaked on the way home.",
+    "Which programming language should I learn first for data analysis?",
+    "The orchestra performed the symphony without a conductor for the first time.",
+    "Local farmers are switching to drought-resistant crops as summers get hotter.",
+    "The bridge was closed for repairs after inspectors found cracks in two of its supports.",
+    "A group of people are dancing at a wedding.",
+    "Inflation eased slightly in October, mainly because of lower energy prices.",
+    "The software update fixes a bug that drained the battery when the screen was off.",
+    "Is it safe to eat raw cookie dough?",
+    "The museum's new wing displays sculptures from the ancient Mediterranean world.",
+    "Several species of frogs have disappeared from the region since the fungus arrived.",
+)
+
+
+@dataclass
+class PrecisionTrial:
+    precision: str
+    texts_per_s: float
+    mean_cosine: float  # to fp32, over the calibration texts
+    min_cosine: float
+
+    @property
+    def drift(self) -> float:
+        return 1.0 - self.mean_cosine
+
+
+@dataclass
+class PrecisionChoice:
+    precision: str
+    max_drift: float
+    texts: int
+    trials: list[PrecisionTrial] = field(default_factory=list)
+
+    def trial(self, precision: str) -> PrecisionTrial | None:
+        return next((t for t in self.trials if t.precision == precision), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def candidates(device: torch.device) -> list[str]:
+    """The precisions this hardware runs natively, most exact first."""
+    found = ["fp32"]
+    if bf16_supported(device):
+        found.append("bf16")
+    if device.type == "cuda":
+        found.append("fp16")
+    if int8_supported(device):
+        found.append("int8")
+    return found
+
+
+def cosine_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(mean, min) cosine between matching rows of two embedding matrices."""
+    na = a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
+    nb = b / np.clip(np.linalg.norm(b, axis=1, keepdims=True), 1e-12, None)
+    cos = np.sum(na * nb, axis=1)
+    return float(cos.mean()), float(cos.min())
+
+
+def _timed(encoder: Encoder, texts: Sequence[str], batch_size: int, repeats: int) -> tuple[np.ndarray, float]:
+    out = encoder.encode(texts, batch_size=batch_size)  # warm-up: first-call kernel setup is not speed
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoder.encode(texts, batch_size=batch_size)
+        best = min(best, time.perf_counter() - start)
+    return out, len(texts) / max(best, 1e-9)
+
+
+def choose_precision(
+    encoder: Encoder,
+    texts: Sequence[str] | None = None,
+    max_drift: float = DEFAULT_MAX_DRIFT,
+    allowed: Sequence[str] | None = None,
+    batch_size: int = 32,
+    repeats: int = 2,
+) -> PrecisionChoice:
+    """Measure each candidate precision on ``texts`` and pick the fastest inside ``max_drift``
+    (a faster one must win by ``MIN_SPEEDUP``). ``encoder`` must hold fp32 weights; it is not
+    changed: each trial runs on a copy."""
+    if encoder.precision != "fp32":
+        raise ValueError(f"calibration needs the fp32 weights; this encoder is {encoder.precision}")
+    sample = list(texts or CALIBRATION_TEXTS)
+    names = [p for p in candidates(encoder.device) if allowed is None or p in allowed]
+    reference, fp32_speed = _timed(encoder, sample, batch_size, repeats)
+    trials = [PrecisionTrial("fp32", fp32_speed, 1.0, 1.0)]
+    for name in names:
+        if name == "fp32":
+            continue
+        variant = encoder.variant(name)
+        emb, speed = _timed(variant, sample, batch_size, repeats)
+        mean, low = cosine_agreement(reference, emb)
+        trials.append(PrecisionTrial(name, speed, mean, low))
+        del variant
+    best = trials[0]
+    for trial in trials[1:]:
+        if trial.drift <= max_drift and trial.texts_per_s >= best.texts_per_s * MIN_SPEEDUP:
+            best = trial
+    choice = PrecisionChoice(best.precision, max_drift, len(sample), trials)
+    log.info(
+        "precision auto -> %s (%s)",
+        best.precision,
+        ", ".join(f"{t.precision}: {t.texts_per_s:.0f} texts/s, drift {t.drift:.2e}" for t in trials),
+    )
+    return choice
+
+
+def apply_precision(
+    encoder: Encoder,
+    precision: str,
+    texts: Sequence[str] | None = None,
+    max_drift: float = DEFAULT_MAX_DRIFT,
+    against: str | None = None,
+) -> dict[str, Any]:
+    """Set ``encoder`` (holding fp32 weights) to ``precision`` (``auto`` measures the choice) and
+    return the quality record an index manifest keeps: the drift from fp32 measured on ``texts``.
+
+    ``against``: the precision the vectors being searched were made at. When it differs from
+    the one chosen here, the drift between the two is measured too, and a drift over
+    ``max_drift`` is refused (:class:`PrecisionDriftError`): queries and documents embedded that
+    differently no longer rank like the model does."""
+    sample = list(texts or CALIBRATION_TEXTS)
+    if encoder.precision != "fp32":
+        raise ValueError(f"set the precision on fp32 weights; this encoder is {encoder.precision}")
+    reference = encoder.encode(sample)
+    other = None
+    if against is not None and against not in (precision, "fp32"):
+        other = encoder.variant(against).encode(sample)
+    chosen = encoder.to_precision(precision, sample, max_drift)
+    record: dict[str, Any] = {"precision": chosen, "texts": len(sample), "max_drift": max_drift}
+    emb = reference if chosen == "fp32" else encoder.encode(sample)
+    mean, low = cosine_agreement(reference, emb)
+    record.update(mean_cosine_vs_fp32=round(mean, 6), min_cosine_vs_fp32=round(low, 6))
+    if precision == "auto" and encoder.precision_choice is not None:
+        record["auto_trials"] = [asdict(t) for t in encoder.precision_choice.trials]
+    if against is not None and against != chosen:
+        base = reference if other is None else other
+        mean, low = cosine_agreement(base, emb)
+        record.update(against=against, mean_cosine_vs_against=round(mean, 6))
+        if 1.0 - mean > max_drift:
+            raise PrecisionDriftError(
+                f"queries at {chosen} and vectors at {against} drift by {1.0 - mean:.2e} "
+                f"(1 - mean cosine over {len(sample)} texts), over the bound {max_drift:g}: serve at the "
+                f"index's precision ({against}), rebuild the index at {chosen}, or raise the bound"
+            )
+    encoder.precision_quality = record
+    return record
