@@ -214,6 +214,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=3, help="rounds over the queries")
     ap.add_argument("--warmup", type=int, default=5, help="warm-up queries, every variant, not counted")
     ap.add_argument("--device", default="cpu", help="cpu (the figure asked for), auto or cuda")
+    ap.add_argument("--precision", default="auto", help="cross-encoder precision (auto: bf16 where native)")
     ap.add_argument("--build-timeout-s", type=float, default=1800.0)
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = ap.parse_args(argv)
@@ -251,6 +252,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine_info(None)}
     encoder = Encoder.load(model_dir, args.device)
     cross = CrossEncoder.load(args.reranker, args.device)
+    cross.to_precision(args.precision)
     engine = SearchEngine(encoder, IndexFolder.open(index_dir), Settings(device=args.device), None, cross)
     try:
         raw = await measure(engine, queries, args.rerank_k_list, args.k, args.repeats, args.warmup)

@@ -37,8 +37,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from core.batching import padded_width, token_batches
-from core.device import offline_mode, resolve_device
+from core.device import bf16_supported, offline_mode, resolve_device, resolve_precision
 from core.errors import InvalidInputError, ModelFormatError, ModelNotFoundError
+from core.fast_bert import UnpaddedBert, unsupported_reason, weights_key
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,40 @@ class CrossEncoder:
             raise ModelFormatError(f"unknown problem_type {problem!r} in the cross-encoder's config")
         self.problem = _SHORT[problem]
         self.labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
+        self.precision = "fp32"
+        base = getattr(model, "base_model", None)
+        # BERT-family bodies run unpadded at inference, like the bi-encoder (core.fast_bert).
+        self._unpadded = base is not None and unsupported_reason(base) is None
+        self._cache: tuple[Any, nn.Module] | None = None
+
+    def to_precision(self, precision: str) -> str:
+        """Inference precision: ``fp32``, ``bf16`` (native CPUs and GPUs), ``fp16`` (CUDA) or ``auto``
+        (bf16 where the hardware computes it natively, else fp32). Not for training."""
+        if precision == "auto":
+            precision = "bf16" if bf16_supported(self.device) else "fp32"
+        if precision == "int8":
+            raise InvalidInputError(
+                "the cross-encoder runs at fp32, bf16 or fp16; int8 is for the bi-encoder"
+            )
+        chosen = resolve_precision(precision, self.device)
+        self.model.to({"bf16": torch.bfloat16, "fp16": torch.float16}.get(chosen, torch.float32))
+        self.precision = chosen
+        log.info("cross-encoder precision %s on %s", chosen, self.device)
+        return chosen
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits for one collated batch: the unpadded body where it applies, then the model's own
+        pooler and classifier (dropout is off in eval)."""
+        if not self._unpadded:
+            logits: torch.Tensor = self.model(**batch).logits
+            return logits
+        base = self.model.base_model
+        key = weights_key(base)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, UnpaddedBert(base))
+        hidden = self._cache[1](batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        out: torch.Tensor = self.model.classifier(base.pooler(hidden))
+        return out
 
     # ------------------------------------------------------------ loading
     @classmethod
@@ -176,7 +211,7 @@ class CrossEncoder:
         lengths = np.array([len(r["input_ids"]) for r in rows])
         with torch.inference_mode():
             for idx in token_batches(lengths, batch_size, max_tokens):
-                logits = self.model(**self.collate([rows[i] for i in idx])).logits
+                logits = self._forward(self.collate([rows[i] for i in idx]))
                 out[idx] = logits.float().cpu().numpy()
         return out
 

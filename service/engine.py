@@ -130,6 +130,8 @@ class SearchEngine:
             cross = (
                 CrossEncoder.load(settings.reranker_dir, settings.device) if settings.reranker_dir else None
             )
+            if cross is not None:
+                cross.to_precision(settings.reranker_precision)
             return cls(encoder, index, settings, metrics, cross)
         except Exception:
             index.close()

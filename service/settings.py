@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # Largest 1 - mean cosine between query vectors at the serving precision and at the index's
     # (measured at start-up on the index's own documents); past it the service refuses to start.
     max_precision_drift: float = Field(0.01, ge=0.0, le=1.0)
+    # auto: bf16 where the hardware computes it natively (rerank scores move by ~1e-2), else fp32.
+    reranker_precision: str = Field("auto", pattern="^(auto|fp32|bf16|fp16)$")
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0: the CPUs available (cgroup-aware)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

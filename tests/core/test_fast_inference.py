@@ -164,3 +164,52 @@ def test_cgroup_quota_caps_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert device_mod.configure_threads(3) == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_cross_encoder_unpadded_logits_match_transformers(tiny_model_dir: Path) -> None:
+    from core.cross_encoder import CrossEncoder
+
+    ce = CrossEncoder.new(tiny_model_dir, "single_label", ["0", "1"], device="cpu")
+    pairs = [("a cat sat", "the cat sat on the mat"), ("hello", "the quick brown fox jumps"), ("dog", "dog")]
+    assert ce._unpadded
+    fast = ce.logits(pairs, batch_size=3)
+    with torch.inference_mode():
+        ref = ce.model(**ce.collate(ce.tokenize(pairs))).logits.numpy()
+    np.testing.assert_allclose(fast, ref, atol=1e-5)
+    assert ce.to_precision("fp32") == "fp32"
+    with pytest.raises(InvalidInputError, match="int8"):
+        ce.to_precision("int8")
+
+
+def test_apply_precision_records_drift_and_refuses_past_the_bound(tiny_model_dir: Path) -> None:
+    from core.errors import PrecisionDriftError
+    from core.precision import apply_precision
+
+    enc = Encoder.load(tiny_model_dir, device="cpu")
+    record = apply_precision(enc, "fp32", TEXTS)
+    assert record["precision"] == "fp32" and record["mean_cosine_vs_fp32"] == 1.0
+    if not device_mod.int8_supported(torch.device("cpu")):
+        pytest.skip("no int8 on this CPU")
+    enc = Encoder.load(tiny_model_dir, device="cpu")
+    record = apply_precision(enc, "int8", TEXTS, max_drift=0.5, against="fp32")
+    assert record["against"] == "fp32" and 0.5 < record["mean_cosine_vs_against"] <= 1.0 + 1e-6
+    assert enc.precision_quality is record and enc.precision == "int8"
+    enc = Encoder.load(tiny_model_dir, device="cpu")
+    with pytest.raises(PrecisionDriftError, match="rebuild the index"):
+        apply_precision(enc, "int8", TEXTS, max_drift=-1.0, against="fp32")  # an unattainable bound
+
+
+def test_build_records_precision_quality(tiny_model_dir: Path, tiny_corpus: Path, tmp_path: Path) -> None:
+    from core.index.manifest import Manifest
+    from indexer.build import BuildConfig, build_index
+
+    if not device_mod.int8_supported(torch.device("cpu")):
+        pytest.skip("no int8 on this CPU")
+    out = tmp_path / "idx"
+    cfg = BuildConfig(model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), progress=False)
+    cfg.precision = "int8"
+    build_index(cfg)
+    manifest = Manifest.read(out)
+    assert manifest.precision == "int8"
+    assert manifest.precision_quality["texts"] == 50  # the corpus's own first texts (it has 50)
+    assert 0.0 < manifest.precision_quality["mean_cosine_vs_fp32"] <= 1.0 + 1e-6
