@@ -67,30 +67,38 @@ class _Layer(nn.Module):
         batch, length = shape
         hidden = x.shape[1]
         qkv = self.qkv(x)
-        # Only attention needs the padded layout: scatter the real tokens into it (as float32,
-        # which attention runs in) and gather them back.
-        padded = torch.zeros(batch * length, 3 * hidden, dtype=torch.float32, device=x.device)
-        padded.index_copy_(0, where, qkv.float())
+        # Only attention needs the padded layout: scatter the real tokens into it and back.
+        short = length <= SHORT_ATTENTION and x.device.type == "cpu"
+        dtype = torch.float32 if short else qkv.dtype
+        padded = torch.zeros(batch * length, 3 * hidden, dtype=dtype, device=x.device)
+        padded.index_copy_(0, where, qkv.to(dtype))
         q, k, v = padded.view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        ctx = _attention(q, k, v, mask)
+        if short:
+            ctx = _short_attention(q, k, v, mask)
+        else:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.isfinite())
         ctx = ctx.transpose(1, 2).reshape(batch * length, hidden)[where].to(x.dtype)
         x = self.ln1(self.out(ctx) + x)
         return self.ln2(self.down(self.act(self.up(x))) + x)
 
 
-def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Float32 softmax attention over (batch, heads, length, head_dim); ``mask`` is additive,
     (batch, 1, 1, length).
 
-    Sentences are short, so this is hundreds of tiny matrices. SDPA's CPU flash kernel pays about
-    1 ms a call for them at batch 32 (a fifth of the whole forward, profiled); plain batched
-    float32 matmuls do the same work in about a third of that, bf16 ones in twice."""
+    For sentences this is hundreds of tiny matrices. SDPA's CPU flash kernel paid about 1 ms a
+    call for them at batch 32 (a fifth of the whole forward, profiled); plain batched float32
+    matmuls did the same work in about a third of that, bf16 ones in twice. Past
+    ``SHORT_ATTENTION`` positions the (length x length) scores grow and flash wins again."""
     b, h, n, d = q.shape
     qf, kf, vf = (t.reshape(b * h, n, d) for t in (q, k, v))
     scores = torch.baddbmm(
         mask.expand(b, h, 1, n).reshape(b * h, 1, n), qf, kf.transpose(1, 2), alpha=d**-0.5
     )
     return torch.bmm(scores.softmax(-1), vf).view(b, h, n, d)
+
+
+SHORT_ATTENTION = 64  # padded length up to which attention runs as float32 batched matmuls
 
 
 class UnpaddedBert(nn.Module):

@@ -213,3 +213,18 @@ def test_build_records_precision_quality(tiny_model_dir: Path, tiny_corpus: Path
     assert manifest.precision == "int8"
     assert manifest.precision_quality["texts"] == 50  # the corpus's own first texts (it has 50)
     assert 0.0 < manifest.precision_quality["mean_cosine_vs_fp32"] <= 1.0 + 1e-6
+
+
+def test_unpadded_long_inputs_take_the_sdpa_path_and_match(
+    tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core import fast_bert
+
+    monkeypatch.setattr(fast_bert, "SHORT_ATTENTION", 4)  # the tiny model's inputs are short
+    texts = ["the cat " * 60, "a dog runs " * 30, "hello"]
+    ref, mask, feats = _hf_hidden(tiny_encoder, texts)
+    assert feats["input_ids"].shape[1] > fast_bert.SHORT_ATTENTION
+    fast = UnpaddedBert(tiny_encoder.net[0].auto_model)
+    with torch.inference_mode():
+        out = fast(feats["input_ids"], feats["attention_mask"], feats["token_type_ids"])
+    assert torch.allclose(out[mask], ref[mask], atol=1e-5)
