@@ -31,6 +31,7 @@ def client(tiny_index: Path, tiny_reranker: Path, tiny_model_dir: Path) -> Itera
         index_dir=tiny_index,
         model_dir=tiny_model_dir,
         reranker_dir=tiny_reranker,
+        reranker_precision="fp32",  # compared below with an fp32 model's exact scores
         device="cpu",
         reload_interval_s=0,
         max_texts_per_request=8,
