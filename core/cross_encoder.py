@@ -37,9 +37,9 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from core.batching import padded_width, token_batches
-from core.device import bf16_supported, offline_mode, resolve_device, resolve_precision
+from core.device import bf16_supported, offline_mode, resolve_device, resolve_precision, torch_dtype
 from core.errors import InvalidInputError, ModelFormatError, ModelNotFoundError
-from core.fast_bert import UnpaddedBert, unsupported_reason, weights_key
+from core.fast_bert import UnpaddedBert, WeightsCache, unsupported_reason
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class CrossEncoder:
         base = getattr(model, "base_model", None)
         # BERT-family bodies run unpadded at inference, like the bi-encoder (core.fast_bert).
         self._unpadded = base is not None and unsupported_reason(base) is None
-        self._cache: tuple[Any, nn.Module] | None = None
+        self._cache = WeightsCache()
 
     def to_precision(self, precision: str) -> str:
         """Inference precision: ``fp32``, ``bf16`` (native CPUs and GPUs), ``fp16`` (CUDA) or ``auto``
@@ -88,7 +88,7 @@ class CrossEncoder:
                 "the cross-encoder runs at fp32, bf16 or fp16; int8 is for the bi-encoder"
             )
         chosen = resolve_precision(precision, self.device)
-        self.model.to({"bf16": torch.bfloat16, "fp16": torch.float16}.get(chosen, torch.float32))
+        self.model.to(torch_dtype(chosen))
         self.precision = chosen
         log.info("cross-encoder precision %s on %s", chosen, self.device)
         return chosen
@@ -100,10 +100,8 @@ class CrossEncoder:
             logits: torch.Tensor = self.model(**batch).logits
             return logits
         base = self.model.base_model
-        key = weights_key(base)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, UnpaddedBert(base))
-        hidden = self._cache[1](batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        body = self._cache.get(base, lambda: UnpaddedBert(base))
+        hidden = body(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         out: torch.Tensor = self.model.classifier(base.pooler(hidden))
         return out
 

@@ -62,6 +62,11 @@ def int8_supported(device: torch.device) -> bool:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
+def torch_dtype(precision: str) -> torch.dtype:
+    """The weights' dtype for a resolved precision (int8 keeps float32 weights: it quantises a copy)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Check an explicit precision against the hardware: one it cannot honour is an error, not a
     silent fallback. ``auto`` is returned as is: :mod:`core.precision` measures the choice."""

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from core.batching import padded_width, token_batches
-from core.device import offline_mode, resolve_device, resolve_precision
+from core.device import offline_mode, resolve_device, resolve_precision, torch_dtype
 from core.errors import InvalidInputError, ModelFormatError
-from core.fast_bert import UnpaddedBert, unsupported_reason, weights_key
+from core.fast_bert import UnpaddedBert, WeightsCache, unsupported_reason
 from core.model_folder import fingerprint, read_spec, weight_files, write_st_layout
 from core.pooling import Features, Normalize, Pooling
 from core.precision import DEFAULT_MAX_DRIFT, PrecisionChoice, choose_precision
@@ -70,18 +70,14 @@ class Transformer(nn.Module):
         self.use_token_type_ids = use_token_type_ids
         self.unpadded = unsupported_reason(model) is None
         self.quantized = False
-        # A tuple, not a Module attribute: the cached module must stay out of parameters() and
-        # state_dict(), which training and saving read.
-        self._cache: tuple[Any, nn.Module] | None = None
+        self._cache = WeightsCache()
 
     def inference_module(self) -> nn.Module:
-        key = (weights_key(self.auto_model), self.unpadded, self.quantized)
-        if self._cache is None or self._cache[0] != key:
+        def build() -> nn.Module:
             module: nn.Module = UnpaddedBert(self.auto_model) if self.unpadded else _Padded(self.auto_model)
-            if self.quantized:
-                module = quantize_int8(module)
-            self._cache = (key, module.eval())
-        return self._cache[1]
+            return quantize_int8(module) if self.quantized else module
+
+        return self._cache.get(self.auto_model, build, self.unpadded, self.quantized)
 
     def forward(self, features: Features) -> Features:
         types = features.get("token_type_ids") if self.use_token_type_ids else None
@@ -224,8 +220,7 @@ class Encoder:
             chosen = self.precision_choice.precision
         transformer: Any = self.net[0]
         transformer.quantized = chosen == "int8"
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(chosen, torch.float32)
-        transformer.to(dtype)
+        transformer.to(torch_dtype(chosen))
         self.precision = chosen
         log.info("encoder precision %s on %s", chosen, self.device)
         return chosen
@@ -233,12 +228,9 @@ class Encoder:
     def variant(self, precision: str) -> Encoder:
         """A copy of this encoder at another precision (this one is unchanged)."""
         transformer: Any = self.net[0]
-        cache, transformer._cache = transformer._cache, None  # not worth copying: rebuilt on use
-        try:
-            other = copy.copy(self)
-            other.net = copy.deepcopy(self.net)
-        finally:
-            transformer._cache = cache
+        transformer._cache.clear()  # not worth copying: rebuilt on the next encode
+        other = copy.copy(self)
+        other.net = copy.deepcopy(self.net)
         other.to_precision(precision)
         return other
 

@@ -8,9 +8,9 @@ attention, which mixes positions, sees the padded ``(batch, heads, length, head_
 Q, K and V are one fused matmul, which suits small batches on CPU.
 
 The modules are the transformers ``BertModel``'s own, shared, apart from the fused QKV weight,
-a copy: the caller rebuilds this object when any weight changes (``weights_key``: a training
+a copy: callers hold it in a ``WeightsCache``, which rebuilds it when any weight changes (a training
 step, a dtype cast). The result matches the model's ``last_hidden_state`` on real tokens within
-float rounding (tests/core/test_fast_bert.py).
+float rounding (tests/core/test_fast_inference.py).
 """
 
 from __future__ import annotations
@@ -42,6 +42,24 @@ def unsupported_reason(model: Any) -> str | None:
 def weights_key(model: nn.Module) -> tuple[tuple[int, int, Any], ...]:
     """Changes whenever a parameter is updated in place (an optimiser step) or replaced (a cast)."""
     return tuple((p.data_ptr(), p._version, p.dtype) for p in model.parameters())
+
+
+class WeightsCache:
+    """An inference module derived from ``model``'s weights, rebuilt whenever one of them changes
+    (see :func:`weights_key`), so it never serves stale weights. Not a Module: what it holds
+    stays out of the owner's ``parameters()`` and ``state_dict()``, which training and saving read."""
+
+    def __init__(self) -> None:
+        self._entry: tuple[Any, nn.Module] | None = None
+
+    def get(self, model: nn.Module, build: Callable[[], nn.Module], *extra: Any) -> nn.Module:
+        key = (weights_key(model), *extra)
+        if self._entry is None or self._entry[0] != key:
+            self._entry = (key, build().eval())
+        return self._entry[1]
+
+    def clear(self) -> None:
+        self._entry = None
 
 
 class _Layer(nn.Module):

@@ -32,7 +32,6 @@ DEFAULT_MAX_DRIFT = 0.01
 # A faster precision must win by this much to be chosen over a more exact one: timings on a
 # shared machine wobble by a few per cent and the choice should not flip with them.
 MIN_SPEEDUP = 1.1
-EXACTNESS = ("fp32", "bf16", "fp16", "int8")  # most exact first
 
 # Used when the caller has no texts of its own (the service and the indexer pass real ones):
 # varied lengths and topics, so the timing sees short and long batches.
@@ -134,7 +133,6 @@ def choose_precision(
     encoder: Encoder,
     texts: Sequence[str] | None = None,
     max_drift: float = DEFAULT_MAX_DRIFT,
-    allowed: Sequence[str] | None = None,
     batch_size: int = 32,
     repeats: int = 2,
 ) -> PrecisionChoice:
@@ -144,7 +142,7 @@ def choose_precision(
     if encoder.precision != "fp32":
         raise ValueError(f"calibration needs the fp32 weights; this encoder is {encoder.precision}")
     sample = list(texts or CALIBRATION_TEXTS)
-    names = [p for p in candidates(encoder.device) if allowed is None or p in allowed]
+    names = candidates(encoder.device)
     reference, fp32_speed = _timed(encoder, sample, batch_size, repeats)
     trials = [PrecisionTrial("fp32", fp32_speed, 1.0, 1.0)]
     for name in names:

@@ -89,10 +89,8 @@ class SearchEngine:
             texts = [doc.text for _, doc in next(index.store.iter_live(batch=32), [])]
             apply_precision(encoder, wanted, texts or None, settings.max_precision_drift, manifest.precision)
         self.metrics = metrics or Metrics()
-        quality = encoder.precision_quality
-        drift = 1.0 - quality["mean_cosine_vs_fp32"] if "mean_cosine_vs_fp32" in quality else None
-        if encoder.precision == "fp32":
-            drift = 0.0
+        measured = encoder.precision_quality.get("mean_cosine_vs_fp32")
+        drift = 0.0 if encoder.precision == "fp32" else None if measured is None else 1.0 - measured
         self.metrics.set_encoder(str(encoder.device), encoder.precision, drift, torch.get_num_threads())
         self.index_path = index.path
         self._check_manifest(index.manifest)
