@@ -51,6 +51,7 @@ PROBLEMS = {
 _SHORT = {v: k for k, v in PROBLEMS.items()}
 POSITIVE_NAMES = {"1", "true", "yes", "positive", "relevant", "entailment", "paraphrase", "duplicate"}
 CLS_POOLER_KEY = "cls_pooler_scale"  # in config.json: the head is ClsPooler, stored scaled by this
+RERANK_WEIGHT_KEY = "semsearch_rerank_weight"  # in config.json: fuse_scores weight the model was tuned with
 CLS_POOLER_SCALE = 2.0**-12
 
 
@@ -151,7 +152,12 @@ class CrossEncoder:
             label2id={name: i for i, name in enumerate(labels)},
         )
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, config=config, local_files_only=True, use_safetensors=True, output_loading_info=True
+            path,
+            config=config,
+            local_files_only=True,
+            use_safetensors=True,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,  # a cross-encoder folder with another head starts a new one
         )
         missing = {k if isinstance(k, str) else k[0] for k in info["missing_keys"]}
         missing |= {k if isinstance(k, str) else k[0] for k in info.get("mismatched_keys", ())}
@@ -221,6 +227,19 @@ class CrossEncoder:
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)  # multi-label and regression
 
     @property
+    def rerank_weight(self) -> float:
+        """The cross-encoder's share when its scores are fused with the first stage's
+        (:func:`fuse_scores`); kept in config.json, 1.0 (the cross-encoder alone) when unset."""
+        stored = getattr(self.model.config, RERANK_WEIGHT_KEY, None)
+        return 1.0 if stored is None else float(stored)
+
+    @rerank_weight.setter
+    def rerank_weight(self, weight: float) -> None:
+        if not 0.0 <= weight <= 1.0:
+            raise InvalidInputError(f"rerank weight must be in [0, 1], got {weight}")
+        setattr(self.model.config, RERANK_WEIGHT_KEY, float(weight))
+
+    @property
     def positive(self) -> int:
         """The label whose probability is a pair's relevance: one named like a positive class
         ("1", "entailment", "relevant", ...), else the last."""
@@ -234,6 +253,22 @@ class CrossEncoder:
         probability of the positive label."""
         probs = self.probabilities(self.logits(pairs, batch_size))
         return probs[:, self.positive]
+
+
+def fuse_scores(first: np.ndarray, rerank: np.ndarray, weight: float) -> np.ndarray:
+    """``weight * z(rerank) + (1 - weight) * z(first)``, each min-max normalised over the
+    candidates; ``rerank`` (probabilities) is taken as log-odds first, so that saturated
+    probabilities near 0 or 1 still order. Weight 1 is the cross-encoder's order alone."""
+    if weight >= 1.0:
+        return np.asarray(rerank, dtype=np.float64)
+    p = np.clip(np.asarray(rerank, dtype=np.float64), 1e-7, 1 - 1e-7)
+    logit = np.log(p) - np.log1p(-p)
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        span = float(x.max() - x.min()) if len(x) else 0.0
+        return (x - x.min()) / span if span > 0 else np.zeros_like(x)
+
+    return weight * unit(logit) + (1.0 - weight) * unit(np.asarray(first, dtype=np.float64))
 
 
 def _pooler_dense(model: Any) -> nn.Linear | None:

@@ -353,6 +353,39 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _add_run_args(p, lr=2e-5)
     p.set_defaults(func=_cmd_train_cross)
     _add_mlm(train_sub)
+    _add_pseudo_queries(train_sub)
+
+
+def _add_pseudo_queries(train_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = train_sub.add_parser(
+        "pseudo-queries",
+        help="relevance pairs for a reranker from an unlabelled corpus (titles and sentences as "
+        "queries, BM25 hard negatives)",
+    )
+    p.add_argument("--corpus", required=True, nargs="+", help="corpus file(s): JSONL, CSV, TSV or SMART .ALL")
+    p.add_argument("--output", required=True, help="training pairs JSONL (sentence1, sentence2, label)")
+    p.add_argument("--dev-output", help="dev pairs JSONL, from --dev-fraction of the documents")
+    p.add_argument("--dev-fraction", type=float, default=0.0)
+    p.add_argument("--extra-queries", type=int, default=1, help="random sentences per document as queries")
+    p.add_argument("--hard-negatives", type=int, default=3)
+    p.add_argument("--random-negatives", type=int, default=1)
+    p.add_argument("--skip", type=int, default=3, help="BM25 ranks skipped before hard negatives")
+    p.add_argument("--pool", type=int, default=30, help="hard negatives come from BM25 ranks skip..pool")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=_cmd_pseudo_queries)
+
+
+def _cmd_pseudo_queries(args: argparse.Namespace) -> int:
+    from training.pseudo_queries import PseudoQueryConfig, generate
+
+    values = {k: v for k, v in vars(args).items() if k in PseudoQueryConfig.__dataclass_fields__}
+    pairs = generate(PseudoQueryConfig(**values))
+    dev = f", {len(pairs.dev)} dev pairs ({args.dev_output})" if args.dev_output else ""
+    print(
+        f"{pairs.documents} documents -> {pairs.queries} pseudo-queries -> {len(pairs.train)} "
+        f"training pairs ({args.output}){dev}"
+    )
+    return 0
 
 
 def _add_pair_args(p: argparse.ArgumentParser) -> None:
@@ -460,6 +493,11 @@ def _add_eval_retrieval(ev_sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--rerank", help="cross-encoder folder: re-score each query's top --rerank-k")
     p.add_argument("--rerank-k", type=int, default=50)
+    p.add_argument(
+        "--rerank-weight",
+        type=float,
+        help="cross-encoder share when fused with the first-stage score (default: the model's own)",
+    )
     p.add_argument("--output", help="write the means and per-query metrics as JSON here")
     p.set_defaults(func=_cmd_eval_retrieval)
 
@@ -472,6 +510,8 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
 
     if args.alpha is not None and not 0 <= args.alpha <= 1:
         raise InvalidInputError("--alpha must be between 0 and 1")
+    if args.rerank_weight is not None and not 0 <= args.rerank_weight <= 1:
+        raise InvalidInputError("--rerank-weight must be between 0 and 1")
     r = evaluate_files(
         args.index,
         args.queries,
@@ -482,6 +522,7 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
         args.device,
         args.rerank,
         args.rerank_k,
+        args.rerank_weight,
     )
     m = r.means
     print(

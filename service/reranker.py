@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.cross_encoder import CrossEncoder
+from core.cross_encoder import CrossEncoder, fuse_scores
 from core.index.folder import Hit
 from service.batcher import MicroBatcher
 from service.metrics import Metrics
@@ -22,6 +22,7 @@ def _take(logits: np.ndarray, start: int, stop: int) -> np.ndarray:
 class Reranker:
     def __init__(self, model: CrossEncoder, settings: Settings, metrics: Metrics) -> None:
         self.model = model
+        self.weight = model.rerank_weight if settings.rerank_weight is None else settings.rerank_weight
         max_len = model.max_length
         self.batcher: MicroBatcher[Pair, np.ndarray] = MicroBatcher(
             "reranker",
@@ -50,9 +51,11 @@ class Reranker:
         return (await self.probabilities(pairs))[:, self.model.positive]
 
     async def rerank_hits(self, query: str, hits: list[Hit], k: int) -> list[tuple[Hit, float]]:
-        """The hits re-scored by the cross-encoder, best first, top k (the retrieval score stays)."""
+        """The hits re-scored by the cross-encoder, top k by its score fused with the retrieval
+        score (``weight``; 1: the cross-encoder alone). Both scores stay in the result."""
         if not hits:
             return []
         scores = await self.scores([(query, h.text) for h in hits])
-        order = np.argsort(-scores, kind="stable")[:k]
+        fused = fuse_scores(np.array([h.score for h in hits]), scores, self.weight)
+        order = np.argsort(-fused, kind="stable")[:k]
         return [(hits[i], float(scores[i])) for i in order]

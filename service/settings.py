@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_precision_drift: float = Field(0.01, ge=0.0, le=1.0)
     # auto: bf16 where the hardware computes it natively (rerank scores move by ~1e-2), else fp32.
     reranker_precision: str = Field("auto", pattern="^(auto|fp32|bf16|fp16)$")
+    # The cross-encoder's share when its score is fused with the retrieval score to order reranked
+    # hits (core.cross_encoder.fuse_scores); unset: the weight stored in the reranker's folder.
+    rerank_weight: float | None = Field(None, ge=0.0, le=1.0)
     threads: int = Field(0, ge=0)  # torch intra-op threads; 0: the CPUs available (cgroup-aware)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)

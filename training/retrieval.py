@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytrec_eval
 
-from core.cross_encoder import CrossEncoder
+from core.cross_encoder import CrossEncoder, fuse_scores
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
 from core.index.folder import Hit, IndexFolder
@@ -101,9 +101,13 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def _run_of(hits: Sequence[Hit]) -> dict[str, float]:
+def _run_of(ranked: Sequence[tuple[str, float]]) -> dict[str, float]:
     # Scores by rank: trec_eval breaks score ties by doc id, which would reorder equal scores.
-    return {h.id: float(len(hits) - r) for r, h in enumerate(hits)}
+    return {doc_id: float(len(ranked) - r) for r, (doc_id, _) in enumerate(ranked)}
+
+
+def _hits(hits: Sequence[Hit]) -> list[tuple[str, float]]:
+    return [(h.id, float(h.score)) for h in hits]
 
 
 def evaluate(
@@ -116,9 +120,11 @@ def evaluate(
     batch_size: int = 32,
     reranker: CrossEncoder | None = None,
     rerank_k: int = 50,
+    rerank_weight: float | None = None,
 ) -> RetrievalReport:
-    """``reranker``: re-score the top ``rerank_k`` of each run with the cross-encoder (they go
-    first, in its order; the rest of the run keeps its place after them)."""
+    """``reranker``: re-score the top ``rerank_k`` of each run with the cross-encoder, ordered by
+    :func:`core.cross_encoder.fuse_scores` with ``rerank_weight`` (default: the model's own);
+    the rest of the run keeps its place after them."""
     if mode not in MODES:
         raise InvalidInputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     judged = [q for q in queries if q in qrels]
@@ -126,33 +132,33 @@ def evaluate(
         raise InvalidInputError("no query has judgments: do the query ids match the qrels' ids?")
     texts = [queries[q] for q in judged]
     started = time.perf_counter()
-    runs: dict[str, dict[str, float]] = {}
+    ranked: dict[str, list[tuple[str, float]]] = {}
     if mode == "bm25":
         lexical = folder.lexical()
-        for qid, ranked in zip(judged, lexical.search(texts, DEPTH), strict=True):
-            docs = folder.store.get_many(ranked.iids.tolist())
-            runs[qid] = {docs[int(i)].id: float(len(ranked.iids) - r) for r, i in enumerate(ranked.iids)}
+        for qid, found in zip(judged, lexical.search(texts, DEPTH), strict=True):
+            docs = folder.store.get_many(found.iids.tolist())
+            ranked[qid] = [(docs[int(i)].id, float(s)) for i, s in zip(found.iids, found.scores, strict=True)]
     else:
         if encoder is None:
             raise InvalidInputError(f"mode {mode} needs the encoder")
         vectors = encoder.encode(texts, batch_size)
         if mode == "dense":
             for qid, hits in zip(judged, folder.search(vectors, DEPTH), strict=True):
-                runs[qid] = _run_of(hits)
+                ranked[qid] = _hits(hits)
         else:
             for qid, vec, text in zip(judged, vectors, texts, strict=True):
-                runs[qid] = _run_of(folder.search_hybrid(vec, text, DEPTH, alpha=alpha))
+                ranked[qid] = _hits(folder.search_hybrid(vec, text, DEPTH, alpha=alpha))
     if reranker is not None:
+        weight = reranker.rerank_weight if rerank_weight is None else rerank_weight
         for qid in judged:
-            head = sorted(runs[qid].items(), key=lambda kv: -kv[1])[:rerank_k]
-            found = [folder.get(doc_id) for doc_id, _ in head]
-            pairs = [(queries[qid], doc.text if doc else "") for doc in found]
-            scores = reranker.scores(pairs, batch_size)
-            order = np.argsort(-scores, kind="stable")
-            total = len(runs[qid])
-            reranked = {head[i][0]: float(total + rerank_k - r) for r, i in enumerate(order)}
-            runs[qid] = {**runs[qid], **reranked}
+            head, tail = ranked[qid][:rerank_k], ranked[qid][rerank_k:]
+            head_docs = [folder.get(doc_id) for doc_id, _ in head]
+            pairs = [(queries[qid], doc.text if doc else "") for doc in head_docs]
+            fused = fuse_scores(np.array([s for _, s in head]), reranker.scores(pairs, batch_size), weight)
+            order = np.argsort(-fused, kind="stable")
+            ranked[qid] = [(head[i][0], float(fused[i])) for i in order] + tail
         mode = f"{mode}+rerank"
+    runs = {qid: _run_of(r) for qid, r in ranked.items()}
     rate = len(judged) / max(time.perf_counter() - started, 1e-9)
     means, table = score_runs(runs, {q: qrels[q] for q in judged})
     unjudged = [q for q in queries if q not in qrels]
@@ -189,6 +195,7 @@ def evaluate_files(
     device: str = "auto",
     rerank: str | Path | None = None,
     rerank_k: int = 50,
+    rerank_weight: float | None = None,
 ) -> RetrievalReport:
     from core.defaults import default_model_dir
 
@@ -202,7 +209,17 @@ def evaluate_files(
             folder.manifest.check_model(encoder.fingerprint, encoder.dim, folder.path)
         reranker = CrossEncoder.load(rerank, device) if rerank else None
         queries, qrels = read_queries(queries_path), read_qrels(qrels_path)
-        return evaluate(folder, encoder, queries, qrels, mode, alpha, reranker=reranker, rerank_k=rerank_k)
+        return evaluate(
+            folder,
+            encoder,
+            queries,
+            qrels,
+            mode,
+            alpha,
+            reranker=reranker,
+            rerank_k=rerank_k,
+            rerank_weight=rerank_weight,
+        )
     finally:
         folder.close()
 

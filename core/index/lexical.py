@@ -59,10 +59,15 @@ class LexicalIndex:
             for iid, doc in batch:
                 iids.append(iid)
                 texts.append(doc.text)
+        return cls.from_texts(iids, texts)
+
+    @classmethod
+    def from_texts(cls, iids: Sequence[int], texts: Sequence[str]) -> LexicalIndex:
+        """Over ``texts``, searched results named by ``iids``."""
         stemmer = _stemmer()
         retriever = bm25s.BM25()
         if texts:
-            tokens = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=stemmer, show_progress=False)
+            tokens = bm25s.tokenize(list(texts), stopwords=STOPWORDS, stemmer=stemmer, show_progress=False)
             retriever.index(tokens, show_progress=False)
         log.info("BM25 index over %d documents", len(texts))
         return cls(np.asarray(iids, dtype=np.int64), retriever, stemmer)

@@ -159,3 +159,19 @@ def test_training_from_a_checkpoint_without_pooler(no_pooler_dir: Path, tmp_path
     with torch.inference_mode():
         theirs = plain.eval()(**feats).logits.numpy()
     np.testing.assert_allclose(theirs, trained.logits(PAIRS), rtol=1e-5, atol=1e-5)
+
+
+def test_a_cross_encoder_folder_starts_a_new_head_on_its_trained_body(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Stage-wise training (e.g. NLI classes, then an STS regression) starts from a saved
+    cross-encoder: the body carries over, the head of another shape is new."""
+    nli = CrossEncoder.new(tiny_model_dir, "single_label", LABELS, "cpu")
+    with torch.no_grad():
+        nli.model.base_model.encoder.layer[0].output.dense.weight.add_(0.5)
+    nli.save(tmp_path / "nli")
+    sts = CrossEncoder.new(tmp_path / "nli", "regression", ["score"], "cpu")
+    assert sts.labels == ["score"] and sts.model.classifier.out_features == 1
+    body = dict(nli.model.base_model.named_parameters())
+    for name, param in sts.model.base_model.named_parameters():
+        assert torch.equal(param, body[name]), name

@@ -101,3 +101,24 @@ def test_rerank_reorders_the_head_of_each_run(
     order = np.argsort(-reranker.scores([(queries["q"], t) for t in texts]), kind="stable")
     reranked_ids = [head[i] for i in order]
     assert reranked.means["mrr@10"] == pytest.approx(1 / (reranked_ids.index(tiny_docs[0]["id"]) + 1))
+
+
+def test_rerank_weight_zero_keeps_the_first_stage_order(
+    tiny_index: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_docs
+) -> None:
+    from core.cross_encoder import CrossEncoder
+
+    reranker = CrossEncoder.new(tiny_model_dir, "regression", ["score"], "cpu")
+    queries = {"q": tiny_docs[3]["text"]}
+    qrels = {"q": {tiny_docs[5]["id"]: 1}}
+    folder = IndexFolder.open(tiny_index)
+    try:
+        plain = evaluate(folder, tiny_encoder, queries, qrels, "dense")
+        kept = evaluate(folder, tiny_encoder, queries, qrels, "dense", reranker=reranker, rerank_weight=0.0)
+        alone = evaluate(folder, tiny_encoder, queries, qrels, "dense", reranker=reranker, rerank_weight=1.0)
+        reranker.rerank_weight = 1.0
+        default = evaluate(folder, tiny_encoder, queries, qrels, "dense", reranker=reranker)
+    finally:
+        folder.close()
+    assert kept.per_query == plain.per_query
+    assert default.per_query == alone.per_query

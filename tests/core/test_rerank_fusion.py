@@ -1,0 +1,43 @@
+"""Fusing retrieval and cross-encoder scores for the reranked head of a result list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.cross_encoder import CrossEncoder, fuse_scores
+from core.errors import InvalidInputError
+
+
+def test_weight_one_is_the_cross_encoder_order_and_zero_the_first_stage() -> None:
+    first = np.array([0.9, 0.8, 0.7, 0.1])
+    ce = np.array([0.2, 0.999, 0.5, 0.9999])
+    assert np.argsort(-fuse_scores(first, ce, 1.0), kind="stable").tolist() == [3, 1, 2, 0]
+    assert np.argsort(-fuse_scores(first, ce, 0.0), kind="stable").tolist() == [0, 1, 2, 3]
+
+
+def test_mixing_uses_log_odds_so_saturated_probabilities_still_count() -> None:
+    first = np.array([1.0, 0.0, 0.5])
+    ce = np.array([1 - 1e-4, 1 - 1e-6, 0.5])
+    fused = fuse_scores(first, ce, 0.5)
+    # On probabilities the first two would tie on the cross-encoder side; as log-odds the second
+    # is clearly stronger, and the first stage's preference decides the balance.
+    logit = np.log(ce) - np.log1p(-ce)
+    unit = (logit - logit.min()) / (logit.max() - logit.min())
+    assert fused == pytest.approx(0.5 * unit + 0.5 * first)
+    assert fuse_scores(np.array([0.3, 0.3]), np.array([0.5, 0.5]), 0.5).tolist() == [0.0, 0.0]
+
+
+def test_weight_is_kept_in_the_saved_folder(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = CrossEncoder.new(tiny_model_dir, "single_label", ["0", "1"], "cpu")
+    assert model.rerank_weight == 1.0
+    model.rerank_weight = 0.3
+    model.save(tmp_path / "ce")
+    assert CrossEncoder.load(tmp_path / "ce", "cpu").rerank_weight == pytest.approx(0.3)
+    model.rerank_weight = 0.0
+    model.save(tmp_path / "ce0")
+    assert CrossEncoder.load(tmp_path / "ce0", "cpu").rerank_weight == 0.0
+    with pytest.raises(InvalidInputError):
+        model.rerank_weight = 1.5
