@@ -8,7 +8,10 @@ Crash-safe and resumable. The build works in ``.<output>.building/`` beside the 
 - once the corpus is done the FAISS index is planned (``--index-type``), trained on a seeded
   random sample when it needs training, filled shard by shard, and the folder is published by
   an atomic swap. The output path always holds the previous complete index or the new one.
-Memory stays flat in the corpus size, apart from the FAISS index itself.
+Memory stays flat in the corpus size, apart from the FAISS index itself; with ``on_disk``
+(ivf / ivfpq) not even that: each shard fills its own copy of the trained index and the lists
+are merged into an mmapped ``index.ivfdata`` file (indexer.ondisk). Such an index cannot be
+updated in place (``index add/delete/compact`` refuse it): rebuild it instead.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from core.errors import DataError, IndexFormatError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import INDEX_FILE, file_digest
 from core.index.manifest import MANIFEST, Manifest
+from core.index.ondisk import IVFDATA_FILE
 from core.index.publish import fsync_path, publish, replace_file, work_dir, writer_lock
 from core.index.vectors import VectorIndex, l2_normalise, plan_index
 from core.precision import DEFAULT_MAX_DRIFT, apply_precision
+from indexer.ondisk import ON_DISK_TYPES, merge_on_disk
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "build_config.json"
@@ -71,6 +76,9 @@ class BuildConfig:
     ray_cpus_per_actor: int = 1
     seed: int = 1234
     progress: bool = True
+    # ivf / ivfpq: fill per-shard IVF indexes and merge their lists on disk (index.ivfdata,
+    # mmapped at search time) instead of holding every vector in memory; see indexer.ondisk.
+    on_disk: bool = False
 
 
 @dataclass
@@ -184,6 +192,11 @@ class _Work:
 
 def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport:
     output = Path(cfg.output).expanduser().resolve()
+    if cfg.on_disk and cfg.index_type not in ("auto", *ON_DISK_TYPES):
+        raise InvalidInputError(
+            "--on-disk keeps IVF lists on disk: use it with --index-type ivf, ivfpq or auto, "
+            f"not {cfg.index_type}"
+        )
     if not Path(cfg.corpus).is_file():
         raise DataError(cfg.corpus, None, "corpus file not found")
     with writer_lock(output):
@@ -201,7 +214,7 @@ def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport
         return _build(cfg, encoder, output)
 
 
-_INDEX_SETTINGS = ("index_type", "memory_budget_mb", "seed")
+_INDEX_SETTINGS = ("index_type", "memory_budget_mb", "seed", "on_disk")
 
 
 def _completed(path: Path, key: str, cfg: BuildConfig) -> bool:
@@ -315,14 +328,28 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
     total = work.state["rows_done"]
     budget = cfg.memory_budget_mb * 2**20 if cfg.memory_budget_mb else None
     plan = plan_index(cfg.index_type, total, encoder.dim, budget)
+    on_disk = cfg.on_disk and plan.index_type in ON_DISK_TYPES
+    if cfg.on_disk and not on_disk:
+        log.warning(
+            "--on-disk: %s (auto's pick for %d vectors) has no IVF lists; built in memory",
+            plan.index_type,
+            total,
+        )
     vectors = VectorIndex.create(encoder.dim, plan.factory)
     if plan.train_size:
         log.info("training %s on a random sample of %d of %d vectors", plan.factory, plan.train_size, total)
         vectors.train(work.sample(plan.train_size, cfg.seed), seed=cfg.seed)
-    for start, arr in work.iter_shards():
-        vectors.add(np.arange(start, start + len(arr), dtype=np.int64), np.asarray(arr, dtype=np.float32))
     index_path = work.path / INDEX_FILE
-    vectors.save(index_path)
+    files: dict[str, dict[str, Any]] = {}
+    if on_disk:  # writes index.faiss too
+        ivfdata = merge_on_disk(vectors, work.iter_shards(), work.path)
+        del vectors  # unmaps the ivfdata file
+        fsync_path(ivfdata)
+        files[IVFDATA_FILE] = file_digest(ivfdata)
+    else:
+        for start, arr in work.iter_shards():
+            vectors.add(np.arange(start, start + len(arr), dtype=np.int64), np.asarray(arr, dtype=np.float32))
+        vectors.save(index_path)
     fsync_path(index_path)
     generation = _next_generation(output)
     manifest = Manifest(
@@ -339,7 +366,9 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
         generation=generation,
         search_params=plan.search_params or {},
         train_size=plan.train_size,
-        files={INDEX_FILE: file_digest(index_path)},
+        files={INDEX_FILE: file_digest(index_path), **files},
+        on_disk=on_disk,
+        ivfdata_file=IVFDATA_FILE if on_disk else None,
     )
     work.store.seal()
     work.store.close()

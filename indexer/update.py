@@ -129,6 +129,7 @@ def stats(index: str | Path) -> dict[str, Any]:
             "model_dir": m.model_dir,
             "generation": m.generation,
             "created_at": m.created_at,
+            "on_disk_lists": m.ivfdata_file if m.on_disk else None,  # counted in size_bytes
             "size_bytes": disk_usage(path),
         }
     finally:

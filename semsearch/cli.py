@@ -45,6 +45,13 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="MB",
         help="with auto: use IVF-PQ when the float32 vectors would exceed this many MB",
     )
+    p.add_argument(
+        "--on-disk",
+        action="store_true",
+        help="ivf/ivfpq (and auto when it picks them): add the vectors shard by shard and merge the "
+        "IVF lists into index.ivfdata, mmapped at search time, for indexes larger than RAM "
+        "(such an index cannot be updated in place: rebuild it)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
         "--max-batch-tokens",
@@ -105,6 +112,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         skip_bad_lines=args.skip_bad_lines,
         index_type=args.index_type,
         memory_budget_mb=args.memory_budget,
+        on_disk=args.on_disk,
         resume=not args.fresh,
         engine=args.engine,
         precision=args.precision,

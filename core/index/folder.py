@@ -15,6 +15,7 @@ from core.errors import IndexFormatError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.lexical import LexicalIndex, mix, rrf
 from core.index.manifest import Manifest
+from core.index.ondisk import read_on_disk
 from core.index.vectors import VectorIndex
 
 INDEX_FILE = "index.faiss"
@@ -40,7 +41,8 @@ def file_digest(path: Path) -> dict[str, Any]:
 
 def load_vectors(path: Path, manifest: Manifest) -> VectorIndex:
     """The manifest's FAISS file, checked against its recorded size and checksum first: a
-    truncated or altered file gets a clear message instead of an error from inside FAISS."""
+    truncated or altered file gets a clear message instead of an error from inside FAISS. An
+    on-disk index (build --on-disk) also maps its ivfdata file, resolved inside ``path``."""
     index_path = path / manifest.index_file
     if not index_path.is_file():
         raise IndexFormatError(f"{path}: {manifest.index_file} is missing")
@@ -52,7 +54,16 @@ def load_vectors(path: Path, manifest: Manifest) -> VectorIndex:
                 f"{index_path}: size/checksum do not match manifest.json "
                 f"({actual['bytes']} bytes vs {expected.get('bytes')}); the file is truncated or corrupt"
             )
-    vectors = VectorIndex.load(index_path, manifest.faiss_factory)
+    if manifest.on_disk:
+        if not manifest.ivfdata_file:
+            raise IndexFormatError(f"{path}: manifest.json says on-disk IVF lists but names no ivfdata file")
+        recorded = manifest.files.get(manifest.ivfdata_file) or {}
+        ivfdata = path / manifest.ivfdata_file
+        # Its size is checked, not its checksum: it holds every vector, possibly more than RAM.
+        index = read_on_disk(index_path, ivfdata, recorded.get("bytes"))
+        vectors = VectorIndex(index, manifest.faiss_factory)
+    else:
+        vectors = VectorIndex.load(index_path, manifest.faiss_factory)
     if vectors.dim != manifest.dim:
         raise IndexFormatError(f"{index_path}: dim {vectors.dim} but manifest says {manifest.dim}")
     return vectors

@@ -42,6 +42,10 @@ class Manifest:
     index_file: str = "index.faiss"  # updates write index.g<generation>.faiss beside it
     tombstones: int = 0  # deleted vectors still inside the FAISS index (HNSW cannot remove)
     train_size: int = 0  # vectors sampled to train IVF / PQ
+    # IVF lists kept on disk (build --on-disk): they live in ``ivfdata_file`` beside the FAISS
+    # file, mmapped at search time; such an index cannot be updated in place (core.index.ondisk).
+    on_disk: bool = False
+    ivfdata_file: str | None = None
     format_version: int = FORMAT_VERSION
 
     def write(self, folder: Path) -> None:

@@ -8,6 +8,11 @@ Each batch becomes a new generation, in this order:
    checksum. This is the commit point; the previous FAISS file is removed after it.
 A crash before step 3 leaves generation G published, and the next writer undoes the unpublished
 rows (:meth:`DocStore.rollback_after`). So the store and the vectors never disagree for a reader.
+
+An index built with ``--on-disk`` (IVF lists in an mmapped ``index.ivfdata``) is refused here
+with an :class:`InvalidInputError` that says to rebuild: its lists are mapped read-only and
+shared with the readers of the published generation, and a new generation would mean copying
+the whole ivfdata file (see core.index.ondisk).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from core.errors import IndexFormatError, IndexMismatchError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import file_digest, load_vectors
 from core.index.manifest import Manifest, utc_now
+from core.index.ondisk import refusal
 from core.index.publish import replace_file, writer_lock
 from core.index.vectors import VectorIndex
 from core.index.writer import IndexWriter
@@ -66,6 +72,8 @@ class MutableIndex:
         self._lock.__enter__()
         try:
             self.manifest = Manifest.read(self.path)
+            if self.manifest.on_disk:  # its lists are mapped read-only: rebuild instead
+                raise InvalidInputError(refusal(self.path, self.manifest.ivfdata_file))
             if adopt is not None and same_publication(adopt[0], self.manifest):
                 self.vectors = adopt[1].clone()
             else:

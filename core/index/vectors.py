@@ -29,6 +29,7 @@ import faiss
 import numpy as np
 
 from core.errors import IndexFormatError, InvalidInputError
+from core.index.ondisk import refuse_if_on_disk
 
 log = logging.getLogger(__name__)
 FLAT_FACTORY = "IDMap2,Flat"
@@ -191,6 +192,7 @@ class VectorIndex:
             raise InvalidInputError(f"{ids.shape[0]} ids for {vectors.shape[0]} vectors")
         if not self.is_trained:
             raise InvalidInputError(f"the {self.factory} index must be trained before vectors are added")
+        refuse_if_on_disk(self.index, "add vectors to")  # FAISS would abort the process
         data = binary_codes(vectors) if self.binary else vectors
         with self._lock:
             self.index.add_with_ids(data, ids)
@@ -199,6 +201,7 @@ class VectorIndex:
         """Remove ``ids``; returns how many were removed (0 on HNSW, which cannot remove)."""
         if not self.supports_remove:
             return 0
+        refuse_if_on_disk(self.index, "delete vectors from")
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         with self._lock:
             return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
@@ -286,6 +289,7 @@ class VectorIndex:
 
     def clone(self) -> VectorIndex:
         """A deep copy: a writer mutates the copy while readers keep searching the original."""
+        refuse_if_on_disk(self.index, "copy")  # FAISS cannot clone on-disk inverted lists
         with self._lock:
             if self.binary:  # faiss.clone_binary_index cannot clone an IDMap2
                 copy = faiss.deserialize_index_binary(faiss.serialize_index_binary(self.index))

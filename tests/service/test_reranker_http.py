@@ -85,3 +85,34 @@ def test_rerank_classify_and_search_rerank(client: TestClient, tiny_reranker: Pa
 )
 def test_reranker_routes_bad_input(client: TestClient, path: str, body: dict[str, Any], status: int) -> None:
     assert_error_shape(client.post(path, json=body), status)
+
+
+def test_rerank_weight_fuses_the_cross_encoder_with_the_retrieval_score(
+    tiny_index: Path, tiny_reranker: Path, tiny_model_dir: Path, tiny_docs
+) -> None:
+    """Weight 0 keeps the retrieval order (the cross-encoder's score still comes back); an
+    unset weight uses the one stored in the reranker's folder (1.0 here: its order alone)."""
+    query = tiny_docs[2]["text"]
+    orders = {}
+    for weight in (0.0, None):
+        settings = Settings(
+            index_dir=tiny_index,
+            model_dir=tiny_model_dir,
+            reranker_dir=tiny_reranker,
+            reranker_precision="fp32",
+            rerank_weight=weight,
+            device="cpu",
+            reload_interval_s=0,
+        )
+        with TestClient(create_app(settings)) as c:
+            body = {"query": query, "k": 5, "rerank": True, "rerank_k": 10}
+            hits = c.post("/search", json=body).json()["hits"]
+            plain = c.post("/search", json={"query": query, "k": 10}).json()["hits"]
+        assert all(h["rerank_score"] is not None for h in hits)
+        orders[weight] = [h["id"] for h in hits]
+        if weight == 0.0:
+            assert orders[weight] == [h["id"] for h in plain[:5]]
+        else:
+            scores = [h["rerank_score"] for h in hits]
+            assert scores == sorted(scores, reverse=True)
+    assert orders[0.0] != orders[None]  # the random head reorders; a fused weight of 0 does not
