@@ -358,6 +358,17 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _add_pair_args(p)
     p.add_argument("--problem", default="single_label", choices=["single_label", "multi_label", "regression"])
     p.add_argument("--num-labels", type=int, help="default: the labels found in the training data")
+    p.add_argument(
+        "--loss",
+        default="pointwise",
+        choices=["pointwise", "listwise"],
+        help="listwise: softmax over each query's group (positive first, then negatives)",
+    )
+    p.add_argument(
+        "--rerank-weight",
+        type=float,
+        help="stored with the model: its share (0..1) when reranking fuses its score with retrieval's",
+    )
     _add_run_args(p, lr=2e-5)
     p.set_defaults(func=_cmd_train_cross)
     _add_mlm(train_sub)

@@ -100,7 +100,7 @@ def test_overfitting_a_few_pairs(tiny_model_dir: Path, tmp_path: Path, problem: 
     cfg = CrossEncoderConfig(
         model=str(tiny_model_dir), train=[str(data)], dev=str(data), output=str(tmp_path / "out"),
         problem=problem, epochs=60, batch_size=8, lr=3e-3, warmup_ratio=0.0, device="cpu",
-        progress=False, checkpoint_steps=0, precision="fp32",
+        progress=False, checkpoint_steps=0, precision="fp32", rerank_weight=0.4,
     )  # fmt: skip
     summary = train_cross_encoder(cfg)
     best = summary["best"]
@@ -110,6 +110,7 @@ def test_overfitting_a_few_pairs(tiny_model_dir: Path, tmp_path: Path, problem: 
     ).is_file()
     trained = CrossEncoder.load(tmp_path / "out", "cpu")
     assert trained.problem == problem
+    assert trained.rerank_weight == pytest.approx(0.4)  # kept with the model it was chosen for
 
 
 def test_eval_cross_encoder_cli(tiny_model_dir: Path, tmp_path: Path, pairs_file: Path, capsys) -> None:
