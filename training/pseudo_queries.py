@@ -139,7 +139,21 @@ def _negative(doc: SourceDoc, kind: str, rng: random.Random) -> str:
     return " ".join(filter(None, [title, *sents]))
 
 
+def _random_others(n: int, exclude: set[int], k: int, rng: random.Random) -> list[int]:
+    """Up to ``k`` distinct indices below ``n`` outside ``exclude``, without listing all n."""
+    k = min(k, n - len(exclude))
+    out: list[int] = []
+    while len(out) < k:
+        j = rng.randrange(n)
+        if j not in exclude:
+            exclude.add(j)
+            out.append(j)
+    return out
+
+
 def make_pairs(cfg: PseudoQueryConfig) -> PseudoPairs:
+    """All documents are held in memory with a BM25 index over them: for a large corpus, pass a
+    sample of it (a few thousand documents make tens of thousands of pairs)."""
     cfg.validate()
     docs: list[SourceDoc] = []
     seen: set[tuple[str, str]] = set()
@@ -167,10 +181,9 @@ def make_pairs(cfg: PseudoQueryConfig) -> PseudoPairs:
         rows.append({"sentence1": query, "sentence2": _cut(positive, cfg.max_words), "label": 1})
         hard = [int(j) for j in ranked[n].iids if int(j) != i][cfg.skip : cfg.pool] if ranked else []
         chosen = rng.sample(hard, min(cfg.hard_negatives, len(hard)))
-        others = [j for j in range(len(docs)) if j != i and j not in chosen]
         # BM25 finds only documents sharing a term: random ones make up any shortfall.
         wanted = cfg.random_negatives + cfg.hard_negatives - len(chosen)
-        chosen += rng.sample(others, min(wanted, len(others)))
+        chosen += _random_others(len(docs), {i, *chosen}, wanted, rng)
         rows.extend(
             {"sentence1": query, "sentence2": _cut(_negative(docs[j], kind, rng), cfg.max_words), "label": 0}
             for j in chosen
