@@ -231,7 +231,13 @@ class CrossEncoder:
         """The cross-encoder's share when its scores are fused with the first stage's
         (:func:`fuse_scores`); kept in config.json, 1.0 (the cross-encoder alone) when unset."""
         stored = getattr(self.model.config, RERANK_WEIGHT_KEY, None)
-        return 1.0 if stored is None else float(stored)
+        if stored is None:
+            return 1.0
+        if isinstance(stored, bool) or not isinstance(stored, int | float) or not 0.0 <= stored <= 1.0:
+            raise ModelFormatError(
+                f"config.json: {RERANK_WEIGHT_KEY} must be a number in [0, 1], got {stored!r}"
+            )
+        return float(stored)
 
     @rerank_weight.setter
     def rerank_weight(self, weight: float) -> None:

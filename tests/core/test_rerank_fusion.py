@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.cross_encoder import CrossEncoder, fuse_scores
-from core.errors import InvalidInputError
+from core.errors import InvalidInputError, ModelFormatError
 
 
 def test_weight_one_is_the_cross_encoder_order_and_zero_the_first_stage() -> None:
@@ -41,3 +41,6 @@ def test_weight_is_kept_in_the_saved_folder(tiny_model_dir: Path, tmp_path: Path
     assert CrossEncoder.load(tmp_path / "ce0", "cpu").rerank_weight == 0.0
     with pytest.raises(InvalidInputError):
         model.rerank_weight = 1.5
+    model.model.config.semsearch_rerank_weight = "heavy"  # a hand-edited config.json
+    with pytest.raises(ModelFormatError, match="semsearch_rerank_weight"):
+        _ = model.rerank_weight
