@@ -80,22 +80,32 @@ class _Layer(nn.Module):
         self.act = _ACTIVATIONS[act]
 
     def forward(
-        self, x: torch.Tensor, where: torch.Tensor, shape: tuple[int, int], mask: torch.Tensor
+        self,
+        x: torch.Tensor,
+        where: torch.Tensor,
+        shape: tuple[int, int],
+        mask: torch.Tensor,
+        lengths: list[int] | None = None,
     ) -> torch.Tensor:
         batch, length = shape
         hidden = x.shape[1]
         qkv = self.qkv(x)
-        # Only attention needs the padded layout: scatter the real tokens into it and back.
-        short = length <= SHORT_ATTENTION and x.device.type == "cpu"
-        dtype = torch.float32 if short else qkv.dtype
-        padded = torch.zeros(batch * length, 3 * hidden, dtype=dtype, device=x.device)
-        padded.index_copy_(0, where, qkv.to(dtype))
-        q, k, v = padded.view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if short:
-            ctx = _short_attention(q, k, v, mask)
+        cpu = x.device.type == "cpu"
+        if cpu and length > SHORT_ATTENTION and lengths is not None:
+            ctx = _ragged_attention(qkv, lengths, self.heads, self.head_dim)
         else:
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.isfinite())
-        ctx = ctx.transpose(1, 2).reshape(batch * length, hidden)[where].to(x.dtype)
+            # Sentences on CPU, and CUDA, attend in the padded layout: scatter the real tokens into
+            # it and back.
+            short = cpu and length <= SHORT_ATTENTION
+            dtype = torch.float32 if short else qkv.dtype
+            padded = torch.zeros(batch * length, 3 * hidden, dtype=dtype, device=x.device)
+            padded.index_copy_(0, where, qkv.to(dtype))
+            q, k, v = padded.view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            if short:
+                ctx = _short_attention(q, k, v, mask)
+            else:
+                ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.isfinite())
+            ctx = ctx.transpose(1, 2).reshape(batch * length, hidden)[where].to(x.dtype)
         x = self.ln1(self.out(ctx) + x)
         return self.ln2(self.down(self.act(self.up(x))) + x)
 
@@ -107,7 +117,8 @@ def _short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     For sentences this is hundreds of tiny matrices. SDPA's CPU flash kernel paid about 1 ms a
     call for them at batch 32 (a fifth of the whole forward, profiled); plain batched float32
     matmuls did the same work in about a third of that, bf16 ones in twice. Past
-    ``SHORT_ATTENTION`` positions the (length x length) scores grow and flash wins again."""
+    ``SHORT_ATTENTION`` positions the (length x length) scores grow, and attention goes
+    sequence by sequence instead (:func:`_ragged_attention`)."""
     b, h, n, d = q.shape
     qf, kf, vf = (t.reshape(b * h, n, d) for t in (q, k, v))
     scores = torch.baddbmm(
@@ -117,6 +128,25 @@ def _short_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
 
 
 SHORT_ATTENTION = 64  # padded length up to which attention runs as float32 batched matmuls
+
+
+def _ragged_attention(qkv: torch.Tensor, lengths: list[int], heads: int, head_dim: int) -> torch.Tensor:
+    """Attention sequence by sequence, straight on the unpadded rows: no padding, no mask, no
+    scatter. For documents (past ``SHORT_ATTENTION`` positions) on CPU this beat SDPA's masked
+    flash kernel: MEDLINE abstracts at bf16 encoded at 88 vs 72 docs/s, fp32 33 vs 31, with the
+    same drift from fp32 (5.0e-5 vs 4.9e-5). Scores are rounded to the input dtype by the
+    matmul; the softmax runs in float32."""
+    out = torch.empty(qkv.shape[0], heads * head_dim, dtype=qkv.dtype, device=qkv.device)
+    scale = head_dim**-0.5
+    start = 0
+    for n in lengths:
+        if n:
+            q, k, v = qkv[start : start + n].view(n, 3, heads, head_dim).permute(1, 2, 0, 3)
+            scores = torch.matmul(q, k.transpose(1, 2))
+            probs = torch.softmax(scores.float().mul_(scale), dim=-1).to(v.dtype)
+            out[start : start + n] = torch.matmul(probs, v).transpose(0, 1).reshape(n, -1)
+            start += n
+    return out
 
 
 class UnpaddedBert(nn.Module):
@@ -154,8 +184,9 @@ class UnpaddedBert(nn.Module):
         x = self.ln(x)
         mask = torch.zeros(attention_mask.shape, dtype=torch.float32, device=input_ids.device)
         mask = mask.masked_fill_(attention_mask == 0, float("-inf"))[:, None, None, :]
+        lengths = attention_mask.sum(1).tolist() if length > SHORT_ATTENTION else None
         for layer in self.layers:
-            x = layer(x, where, (batch, length), mask)
+            x = layer(x, where, (batch, length), mask, lengths)
         out = x.new_zeros(batch * length, x.shape[1])
         out[where] = x
         return out.view(batch, length, -1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -215,12 +216,19 @@ def test_build_records_precision_quality(tiny_model_dir: Path, tiny_corpus: Path
     assert 0.0 < manifest.precision_quality["mean_cosine_vs_fp32"] <= 1.0 + 1e-6
 
 
-def test_unpadded_long_inputs_take_the_sdpa_path_and_match(
+def test_unpadded_long_inputs_take_the_ragged_path_and_match(
     tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from core import fast_bert
 
     monkeypatch.setattr(fast_bert, "SHORT_ATTENTION", 4)  # the tiny model's inputs are short
+    calls: list[list[int]] = []
+    ragged = fast_bert._ragged_attention
+    monkeypatch.setattr(
+        fast_bert,
+        "_ragged_attention",
+        lambda qkv, lengths, *a: calls.append(lengths) or ragged(qkv, lengths, *a),
+    )
     texts = ["the cat " * 60, "a dog runs " * 30, "hello"]
     ref, mask, feats = _hf_hidden(tiny_encoder, texts)
     assert feats["input_ids"].shape[1] > fast_bert.SHORT_ATTENTION
@@ -228,3 +236,9 @@ def test_unpadded_long_inputs_take_the_sdpa_path_and_match(
     with torch.inference_mode():
         out = fast(feats["input_ids"], feats["attention_mask"], feats["token_type_ids"])
     assert torch.allclose(out[mask], ref[mask], atol=1e-5)
+    assert calls and calls[0] == feats["attention_mask"].sum(1).tolist()  # one call per layer
+    with torch.inference_mode():  # bf16: the scores are rounded, the softmax is float32
+        low = UnpaddedBert(copy.deepcopy(tiny_encoder.net[0].auto_model).to(torch.bfloat16))
+        out16 = low(feats["input_ids"], feats["attention_mask"], feats["token_type_ids"]).float()
+    cos = torch.nn.functional.cosine_similarity(out16[mask], ref[mask], dim=-1)
+    assert cos.min() > 0.99
