@@ -180,6 +180,8 @@ class CrossEncoder:
         output.mkdir(parents=True, exist_ok=True)
         state = _folded_state(self.model) if self.cls_pooler else None
         self.model.save_pretrained(output, safe_serialization=True, state_dict=state)
+        # The length it was trained (or set) to truncate at is the length it is served at.
+        self.tokenizer.model_max_length = self.max_length
         self.tokenizer.save_pretrained(output)
 
     # ------------------------------------------------------------ inference

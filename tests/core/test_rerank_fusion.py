@@ -44,3 +44,10 @@ def test_weight_is_kept_in_the_saved_folder(tiny_model_dir: Path, tmp_path: Path
     model.model.config.semsearch_rerank_weight = "heavy"  # a hand-edited config.json
     with pytest.raises(ModelFormatError, match="semsearch_rerank_weight"):
         _ = model.rerank_weight
+
+
+def test_the_truncation_length_is_saved_with_the_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = CrossEncoder.new(tiny_model_dir, "single_label", ["0", "1"], "cpu", max_length=24)
+    model.save(tmp_path / "ce")
+    assert CrossEncoder.load(tmp_path / "ce", "cpu").max_length == 24
+    assert CrossEncoder.load(tmp_path / "ce", "cpu", max_length=16).max_length == 16
