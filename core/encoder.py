@@ -289,7 +289,13 @@ class Encoder:
     ) -> Encoded:
         if batch_size < 1 or (max_tokens is not None and max_tokens < 1):
             raise InvalidInputError("batch_size and max_tokens must be >= 1")
-        encodings = self.tokenize(texts)
+        return self.encode_tokenized(self.tokenize(texts), batch_size, max_tokens)
+
+    def encode_tokenized(
+        self, encodings: Sequence[Any], batch_size: int = 32, max_tokens: int | None = None
+    ) -> Encoded:
+        """:meth:`encode_detailed` on the output of :meth:`tokenize` (which may run elsewhere,
+        e.g. in the indexer's reader thread, overlapped with the model)."""
         n = len(encodings)
         out = np.empty((n, self.dim), dtype=np.float32)
         with torch.inference_mode():

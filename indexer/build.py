@@ -22,13 +22,15 @@ import itertools
 import json
 import logging
 import os
+import queue
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -229,6 +231,7 @@ def _completed(path: Path, key: str, cfg: BuildConfig) -> bool:
 
 
 Embed = Callable[[list[str]], np.ndarray]
+T = TypeVar("T")
 
 
 def _embedder(cfg: BuildConfig, encoder: Encoder) -> tuple[Embed, Callable[[], None]]:
@@ -271,21 +274,18 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
     skipped: list[DataError] = []
     rows = read_corpus(cfg.corpus, cfg.corpus_format, cfg.skip_bad_lines, skipped)
     embed, cleanup = _embedder(cfg, encoder)
+    chunks = _chunks(rows, resumed_from, cfg.chunk_size)
+    items: Iterator[tuple[list[CorpusRow], Any]]
+    if cfg.engine == "local":
+        # Reading, validating and tokenising the next chunk overlap with the model on this one.
+        items = prefetch((c, encoder.tokenize([r.doc.text for r in c])) for c in chunks)
+    else:
+        items = ((c, None) for c in chunks)
     bar = tqdm(desc="embedding", unit="doc", initial=resumed_from, disable=not cfg.progress, file=sys.stderr)
     try:
-        chunk: list[CorpusRow] = []
-        position = 0
-        for row in rows:
-            position += 1
-            if position <= resumed_from:
-                continue  # embedded before the interruption: re-read, not re-embedded
-            chunk.append(row)
-            if len(chunk) >= cfg.chunk_size:
-                _embed_chunk(chunk, work, embed, encoder.normalize, cfg)
-                bar.update(len(chunk))
-                chunk = []
-        if chunk:
-            _embed_chunk(chunk, work, embed, encoder.normalize, cfg)
+        for chunk, tokens in items:
+            chunk_embed = embed if tokens is None else _pretokenized(encoder, tokens, cfg)
+            _embed_chunk(chunk, work, chunk_embed, encoder.normalize, cfg)
             bar.update(len(chunk))
     except (DataError, InvalidInputError):
         work.store.close()
@@ -304,6 +304,62 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
     manifest = _finish(cfg, encoder, output, work)
     publish(work.path, output)
     return BuildReport(manifest, total, skipped, time.perf_counter() - started, resumed_from)
+
+
+def _chunks(rows: Iterator[CorpusRow], resumed_from: int, size: int) -> Iterator[list[CorpusRow]]:
+    chunk: list[CorpusRow] = []
+    for position, row in enumerate(rows, 1):
+        if position <= resumed_from:
+            continue  # embedded before the interruption: re-read, not re-embedded
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _pretokenized(encoder: Encoder, tokens: Any, cfg: BuildConfig) -> Embed:
+    return lambda _texts: encoder.encode_tokenized(tokens, cfg.batch_size, cfg.max_batch_tokens).embeddings
+
+
+def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items`` produced by a background thread, at most ``depth`` ahead of the consumer; an
+    exception in the producer is raised here, in order, after the items before it. A consumer
+    that stops early releases the producer at its next hand-over."""
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((False, exc))
+
+    worker = threading.Thread(target=produce, name="indexer-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, value = box.get()
+            if not ok:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
 
 
 def _embed_chunk(
