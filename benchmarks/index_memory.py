@@ -4,7 +4,8 @@
 
 The corpus is real sentences (SNLI dev/test premises and hypotheses, about 14 tokens each),
 repeated with fresh ids to each size. Each build runs as its own process, with the packaged
-all-MiniLM-L6-v2, ``--index-type flat`` and ``--precision auto``; its peak RSS comes from
+all-MiniLM-L6-v2, ``--index-type flat`` (or ``--index-type``, with ``--on-disk``) and
+``--precision auto``; its peak RSS comes from
 ``getrusage(RUSAGE_CHILDREN)``. A flat index must hold its vectors in memory (n x 384 x 4 bytes),
 so that part grows by design; the rest (reader, shards, SQLite, batches) should not.
 """
@@ -35,6 +36,8 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--index-type", default="flat")
+    ap.add_argument("--on-disk", action="store_true", help="build ivf/ivfpq with --on-disk (merged lists)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     base = sentences(args.data)
@@ -56,10 +59,11 @@ def main() -> int:
             "--output",
             str(args.out / f"idx-{n}"),
             "--index-type",
-            "flat",
+            args.index_type,
             "--precision",
             args.precision,
             "--no-progress",
+            *(["--on-disk"] if args.on_disk else []),
         ]
         log = (args.out / f"build-{n}.log").open("w")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -79,7 +83,13 @@ def main() -> int:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
-    result = {"machine": f"{platform.machine()}", "date": time.strftime("%Y-%m-%d"), "rows": rows}
+    result = {
+        "machine": f"{platform.machine()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "index_type": args.index_type,
+        "on_disk": args.on_disk,
+        "rows": rows,
+    }
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
