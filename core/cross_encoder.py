@@ -40,6 +40,7 @@ from core.batching import padded_width, token_batches
 from core.device import bf16_supported, offline_mode, resolve_device, resolve_precision, torch_dtype
 from core.errors import InvalidInputError, ModelFormatError, ModelNotFoundError
 from core.fast_bert import UnpaddedBert, WeightsCache, unsupported_reason
+from core.index.lexical import minmax
 
 log = logging.getLogger(__name__)
 
@@ -265,18 +266,14 @@ class CrossEncoder:
 
 def fuse_scores(first: np.ndarray, rerank: np.ndarray, weight: float) -> np.ndarray:
     """``weight * z(rerank) + (1 - weight) * z(first)``, each min-max normalised over the
-    candidates; ``rerank`` (probabilities) is taken as log-odds first, so that saturated
-    probabilities near 0 or 1 still order. Weight 1 is the cross-encoder's order alone."""
+    candidates as hybrid search's ``alpha`` mixing does (:func:`core.index.lexical.minmax`);
+    ``rerank`` (probabilities) is taken as log-odds first, so that saturated probabilities near
+    0 or 1 still order. Weight 1 is the cross-encoder's order alone."""
     if weight >= 1.0:
         return np.asarray(rerank, dtype=np.float64)
     p = np.clip(np.asarray(rerank, dtype=np.float64), 1e-7, 1 - 1e-7)
     logit = np.log(p) - np.log1p(-p)
-
-    def unit(x: np.ndarray) -> np.ndarray:
-        span = float(x.max() - x.min()) if len(x) else 0.0
-        return (x - x.min()) / span if span > 0 else np.zeros_like(x)
-
-    return weight * unit(logit) + (1.0 - weight) * unit(np.asarray(first, dtype=np.float64))
+    return weight * minmax(logit) + (1.0 - weight) * minmax(np.asarray(first, dtype=np.float64))
 
 
 def _pooler_dense(model: Any) -> nn.Linear | None:

@@ -3,8 +3,9 @@
 In a length-sorted batch of short sentences a quarter or more of the padded positions are
 padding, and a padded forward spends the same matmul work on them as on real tokens. Here the
 dense layers (over 90% of BERT's FLOPs) run on the ``(tokens, hidden)`` matrix of real tokens
-only, as FasterTransformer's "remove padding" and MosaicBERT's unpadded layers do; only
-attention, which mixes positions, sees the padded ``(batch, heads, length, head_dim)`` layout.
+only, as FasterTransformer's "remove padding" and MosaicBERT's unpadded layers do. Attention,
+which mixes positions, runs sequence by sequence on the unpadded rows for documents on CPU, and
+in the padded ``(batch, heads, length, head_dim)`` layout for sentences and on CUDA.
 Q, K and V are one fused matmul, which suits small batches on CPU.
 
 The modules are the transformers ``BertModel``'s own, shared, apart from the fused QKV weight,
@@ -84,19 +85,21 @@ class _Layer(nn.Module):
         x: torch.Tensor,
         where: torch.Tensor,
         shape: tuple[int, int],
-        mask: torch.Tensor,
+        mask: torch.Tensor | None,
         lengths: list[int] | None = None,
     ) -> torch.Tensor:
+        """``lengths`` (real tokens per row) selects ragged attention; else the additive ``mask``
+        over the padded layout is used."""
         batch, length = shape
         hidden = x.shape[1]
         qkv = self.qkv(x)
-        cpu = x.device.type == "cpu"
-        if cpu and length > SHORT_ATTENTION and lengths is not None:
+        if lengths is not None:  # documents on CPU (see UnpaddedBert.forward)
             ctx = _ragged_attention(qkv, lengths, self.heads, self.head_dim)
         else:
             # Sentences on CPU, and CUDA, attend in the padded layout: scatter the real tokens into
             # it and back.
-            short = cpu and length <= SHORT_ATTENTION
+            assert mask is not None
+            short = x.device.type == "cpu" and length <= SHORT_ATTENTION
             dtype = torch.float32 if short else qkv.dtype
             padded = torch.zeros(batch * length, 3 * hidden, dtype=dtype, device=x.device)
             padded.index_copy_(0, where, qkv.to(dtype))
@@ -182,9 +185,13 @@ class UnpaddedBert(nn.Module):
         else:
             x = x + self.token_type.weight[0]
         x = self.ln(x)
-        mask = torch.zeros(attention_mask.shape, dtype=torch.float32, device=input_ids.device)
-        mask = mask.masked_fill_(attention_mask == 0, float("-inf"))[:, None, None, :]
-        lengths = attention_mask.sum(1).tolist() if length > SHORT_ATTENTION else None
+        lengths: list[int] | None = None
+        mask: torch.Tensor | None = None
+        if input_ids.device.type == "cpu" and length > SHORT_ATTENTION:
+            lengths = attention_mask.sum(1).tolist()
+        else:
+            mask = torch.zeros(attention_mask.shape, dtype=torch.float32, device=input_ids.device)
+            mask = mask.masked_fill_(attention_mask == 0, float("-inf"))[:, None, None, :]
         for layer in self.layers:
             x = layer(x, where, (batch, length), mask, lengths)
         out = x.new_zeros(batch * length, x.shape[1])

@@ -31,6 +31,7 @@ from typing import Any
 from core.corpus import detect_format, read_corpus
 from core.errors import DataError, InvalidInputError
 from core.index.lexical import LexicalIndex
+from core.index.publish import replace_file
 from core.smart import read_smart_records
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ def write_pairs(rows: list[dict[str, Any]], path: str | Path) -> None:
     with tmp.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    replace_file(tmp, path)  # all or nothing: a killed run leaves the old file or the new one
 
 
 def generate(cfg: PseudoQueryConfig) -> PseudoPairs:

@@ -128,13 +128,14 @@ def rrf(rankings: Sequence[np.ndarray], k: int) -> Ranked:
     return Ranked(np.array([i for i, _ in order], np.int64), np.array([s for _, s in order], np.float32))
 
 
-def _minmax(x: np.ndarray) -> np.ndarray:
+def minmax(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to [0, 1] over its own range (all ones when it has none)."""
     span = float(x.max() - x.min()) if len(x) else 0.0
     return (x - x.min()) / span if span > 0 else np.ones_like(x)
 
 
 def mix(iids: np.ndarray, dense: np.ndarray, lexical: np.ndarray, alpha: float, k: int) -> Ranked:
     """``alpha * dense + (1 - alpha) * bm25`` over candidates, each min-max normalised."""
-    fused = alpha * _minmax(dense) + (1 - alpha) * _minmax(lexical)
+    fused = alpha * minmax(dense) + (1 - alpha) * minmax(lexical)
     order = np.argsort(-fused, kind="stable")[:k]
     return Ranked(iids[order], fused[order].astype(np.float32))

@@ -27,7 +27,7 @@ def test_mixing_uses_log_odds_so_saturated_probabilities_still_count() -> None:
     logit = np.log(ce) - np.log1p(-ce)
     unit = (logit - logit.min()) / (logit.max() - logit.min())
     assert fused == pytest.approx(0.5 * unit + 0.5 * first)
-    assert fuse_scores(np.array([0.3, 0.3]), np.array([0.5, 0.5]), 0.5).tolist() == [0.0, 0.0]
+    assert fuse_scores(np.array([0.3, 0.3]), np.array([0.5, 0.5]), 0.5).tolist() == [1.0, 1.0]
 
 
 def test_weight_is_kept_in_the_saved_folder(tiny_model_dir: Path, tmp_path: Path) -> None:
