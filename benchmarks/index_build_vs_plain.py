@@ -4,7 +4,9 @@
 
 The corpus is MEDLINE + ADI (``ir-classic``), repeated with fresh ids up to ``--docs`` documents.
 Every contender embeds the same texts with the same all-MiniLM-L6-v2 weights on the same machine,
-one after the other in this run:
+one after the other in this run, each in its own fresh process (so that nothing one contender
+sets process-wide, such as our allocator tuning in ``core.device.tune_cpu_allocator``, reaches
+another):
 - plain fp32: ``SentenceTransformer.encode(batch_size=32)`` then ``IndexFlatIP.add``;
 - plain bf16: the same inside ``torch.autocast("cpu", dtype=torch.bfloat16)``;
 - ours: ``build_index`` (read + validate + embed + shards + SQLite + FAISS + atomic publish) at
@@ -18,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -70,15 +74,31 @@ def ours(corpus: Path, out: Path, precision: str, batch_size: int) -> float:
     return report.documents / seconds
 
 
+CONTENDERS = ("plain_fp32", "ours_fp32", "plain_bf16", "ours_bf16")
+
+
+def run_one(name: str, corpus: Path, out: Path, batch_size: int) -> float:
+    """One contender in this process: docs/s."""
+    kind, precision = name.split("_")
+    if kind == "plain":
+        texts = [json.loads(line)["text"] for line in corpus.open()]
+        return plain(texts, bf16=precision == "bf16")
+    return ours(corpus, out / f"idx-{precision}", precision, batch_size)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--docs", type=int, default=20_000)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--batch-size", type=int, default=64, help="our encode batch size")
+    ap.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
     corpus = args.out / "corpus.jsonl"
+    if args.child:
+        print(json.dumps({"docs_s": run_one(args.child, corpus, args.out, args.batch_size)}))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
     texts = make_corpus(args.data, args.docs, corpus)
     bf16 = bf16_supported(torch.device("cpu"))
     r: dict[str, object] = {
@@ -87,14 +107,17 @@ def main() -> int:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, bf16 native: {bf16}",
         "date": time.strftime("%Y-%m-%d"),
     }
-    r["plain_fp32_docs_s"] = plain(texts, bf16=False)
-    r["ours_fp32_docs_s"] = ours(corpus, args.out / "idx-fp32", "fp32", args.batch_size)
-    if bf16:
-        r["plain_bf16_docs_s"] = plain(texts, bf16=True)
-        r["ours_bf16_docs_s"] = ours(corpus, args.out / "idx-bf16", "bf16", args.batch_size)
-        r["ours_bf16_vs_plain_fp32"] = r["ours_bf16_docs_s"] / r["plain_fp32_docs_s"]  # type: ignore[operator]
-        r["ours_bf16_vs_plain_bf16"] = r["ours_bf16_docs_s"] / r["plain_bf16_docs_s"]  # type: ignore[operator]
-    r["ours_fp32_vs_plain_fp32"] = r["ours_fp32_docs_s"] / r["plain_fp32_docs_s"]  # type: ignore[operator]
+    for name in CONTENDERS if bf16 else CONTENDERS[:2]:
+        cmd = [sys.executable, __file__, "--data", str(args.data), "--out", str(args.out), "--child", name]
+        cmd += ["--batch-size", str(args.batch_size)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        r[f"{name}_docs_s"] = json.loads(done.stdout.strip().splitlines()[-1])["docs_s"]
+        print(f"{name}: {r[f'{name}_docs_s']:.1f} docs/s", flush=True)
+    for ours_name in ("ours_fp32", "ours_bf16"):
+        for plain_name in ("plain_fp32", "plain_bf16"):
+            if f"{ours_name}_docs_s" in r and f"{plain_name}_docs_s" in r:
+                ratio = r[f"{ours_name}_docs_s"] / r[f"{plain_name}_docs_s"]  # type: ignore[operator]
+                r[f"{ours_name}_vs_{plain_name}"] = ratio
     print(json.dumps(r, indent=2))
     (args.out / "results.json").write_text(json.dumps(r, indent=2) + "\n")
     return 0

@@ -37,7 +37,14 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from core.batching import padded_width, token_batches
-from core.device import bf16_supported, offline_mode, resolve_device, resolve_precision, torch_dtype
+from core.device import (
+    bf16_supported,
+    offline_mode,
+    resolve_device,
+    resolve_precision,
+    torch_dtype,
+    tune_cpu_allocator,
+)
 from core.errors import InvalidInputError, ModelFormatError, ModelNotFoundError
 from core.fast_bert import UnpaddedBert, WeightsCache, unsupported_reason
 from core.index.lexical import minmax
@@ -68,6 +75,8 @@ class CrossEncoder:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = device
+        if device.type == "cpu":
+            tune_cpu_allocator()
         self.max_length = max_length
         problem = getattr(model.config, "problem_type", None) or "single_label_classification"
         if problem not in _SHORT:

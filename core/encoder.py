@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.batching import padded_width, token_batches
-from core.device import offline_mode, resolve_device, resolve_precision, torch_dtype
+from core.batching import cpu_token_budget, padded_width, token_batches
+from core.device import offline_mode, resolve_device, resolve_precision, torch_dtype, tune_cpu_allocator
 from core.errors import InvalidInputError, ModelFormatError
 from core.fast_bert import UnpaddedBert, WeightsCache, unsupported_reason
 from core.model_folder import fingerprint, read_spec, weight_files, write_st_layout
@@ -126,6 +126,8 @@ class Encoder:
         from tokenizers import Tokenizer
 
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = normalize
@@ -282,7 +284,19 @@ class Encoder:
     ) -> Iterator[np.ndarray]:
         """Length-sorted, optionally token-budgeted batches (:func:`core.batching.token_batches`)."""
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        return token_batches(lengths, batch_size, max_tokens)
+        return token_batches(lengths, batch_size, max_tokens or self.default_max_tokens())
+
+    def default_max_tokens(self) -> int | None:
+        """The token budget when the caller gives none: on CPU, :func:`core.batching.cpu_token_budget`
+        for this model's widest activation at the current precision (int8 computes in float32);
+        None (rows alone) on CUDA."""
+        if self.device.type != "cpu":
+            return None
+        config = getattr(self.net[0].auto_model, "config", None)
+        hidden = int(getattr(config, "hidden_size", self.dim))
+        widest = max(hidden, int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden))
+        itemsize = 2 if self.precision in ("bf16", "fp16") else 4
+        return cpu_token_budget(widest, itemsize)
 
     def encode_detailed(
         self, texts: Sequence[str], batch_size: int = 32, max_tokens: int | None = None

@@ -1,0 +1,99 @@
+"""CPU inference plumbing: the oneDNN linear, the token budget and the allocator tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core import device as device_mod
+from core import fast_bert
+from core.batching import cpu_token_budget
+from core.encoder import Encoder
+
+needs_onednn = pytest.mark.skipif(
+    not fast_bert.ONEDNN_LINEAR, reason="torch has no working oneDNN linear here"
+)
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("act", [None, "gelu", "relu"])
+def test_onednn_dense_matches_the_module(dtype: torch.dtype, act: str | None) -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(32, 48).to(dtype)
+    x = torch.randn(10, 32).to(dtype)
+    with torch.inference_mode():
+        ref = layer(x)
+        ref = ref if act is None else {"gelu": F.gelu, "relu": F.relu}[act](ref)
+        out = fast_bert.dense(layer, x, act)
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), ref.float(), atol=tol, rtol=tol)
+
+
+def test_dense_keeps_autograd_and_quantised_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_bert, "ONEDNN_LINEAR", True)
+    used: list[str] = []
+
+    def spy(*args: object) -> torch.Tensor:
+        used.append("onednn")
+        raise AssertionError("the oneDNN op must not run here")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", spy, raising=False)
+    layer = nn.Linear(8, 4)
+    x = torch.randn(3, 8, requires_grad=True)
+    out = fast_bert.dense(layer, x, "gelu")  # grads on: training must keep autograd
+    out.sum().backward()
+    assert x.grad is not None
+
+    class Sub(nn.Linear):  # anything but a plain nn.Linear (int8 dynamic layers) keeps its forward
+        pass
+
+    with torch.inference_mode():
+        fast_bert.dense(Sub(8, 4), torch.randn(3, 8))
+    assert used == []
+
+
+def test_onednn_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEMSEARCH_ONEDNN", "0")
+    assert fast_bert._probe_onednn() is False
+
+
+def test_cpu_token_budget_keeps_the_widest_activation_under_24_mib() -> None:
+    assert cpu_token_budget(1536, 2) == 8192  # MiniLM's FFN, bf16
+    assert cpu_token_budget(1536, 4) == 4096  # float32
+    assert cpu_token_budget(3072, 4) == 2048  # BERT-base float32
+    for widest, item in [(1536, 2), (1000, 4), (4096, 4), (10**7, 4)]:
+        budget = cpu_token_budget(widest, item)
+        assert budget % 256 == 0 and budget >= 256
+        assert budget == 256 or budget * widest * item <= 24 * 1024 * 1024
+
+
+def test_encoder_batches_default_to_the_token_budget(tiny_encoder: Encoder) -> None:
+    cfg = tiny_encoder.net[0].auto_model.config
+    widest = max(cfg.hidden_size, cfg.intermediate_size)
+    assert tiny_encoder.default_max_tokens() == cpu_token_budget(widest, 4)
+    encodings = tiny_encoder.tokenize(["word " * 40] * 50)
+    budget = 256
+    tiny_encoder.default_max_tokens = lambda: budget  # type: ignore[method-assign]
+    try:
+        batches = list(tiny_encoder.batches(encodings, batch_size=64))
+    finally:
+        del tiny_encoder.default_max_tokens
+    longest = max(len(e.ids) for e in encodings)
+    assert len(batches) > 1 and all(len(b) * longest <= budget for b in batches)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(50))
+
+
+def test_allocator_tuning_is_skipped_when_the_user_set_malloc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device_mod, "_allocator_tuned", None)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert device_mod.tune_cpu_allocator() is False
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    assert device_mod.tune_cpu_allocator() is False  # decided once per process
+    monkeypatch.setattr(device_mod, "_allocator_tuned", None)
+    expected = device_mod.platform.libc_ver()[0] == "glibc"
+    assert device_mod.tune_cpu_allocator() is expected
