@@ -8,6 +8,11 @@ all-MiniLM-L6-v2, ``--index-type flat`` (or ``--index-type``, with ``--on-disk``
 ``--precision auto``; its peak RSS comes from
 ``getrusage(RUSAGE_CHILDREN)``. A flat index must hold its vectors in memory (n x 384 x 4 bytes),
 so that part grows by design; the rest (reader, shards, SQLite, batches) should not.
+
+``--trace`` also samples the build's ``/proc/PID/status`` every 0.2 s and reports, per phase
+(the last log line the build had written), the peak anonymous memory (``RssAnon``: heap, numpy,
+FAISS) and the peak file-backed resident pages (``RssFile``: mmapped shards, ``index.ivfdata``,
+shared libraries), which ``ru_maxrss`` adds together.
 """
 
 from __future__ import annotations
@@ -20,6 +25,41 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+PHASE_CHARS = 90
+
+
+def _status_kb(pid: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile", "VmRSS"):
+                out[key] = int(value.split()[0])
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _last_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:PHASE_CHARS] if lines else "(start)"
+
+
+def wait_traced(proc: subprocess.Popen[str], log_path: Path) -> tuple[int, Any, dict[str, dict[str, int]]]:
+    """Wait for ``proc``, sampling its memory per phase: (status, rusage, {phase: peaks in kB})."""
+    phases: dict[str, dict[str, int]] = {}
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            return status, usage, phases
+        sample = _status_kb(proc.pid)
+        if sample:
+            peaks = phases.setdefault(_last_line(log_path), {})
+            for key, kb in sample.items():
+                peaks[key] = max(peaks.get(key, 0), kb)
+        time.sleep(0.2)
 
 
 def sentences(data: Path) -> list[str]:
@@ -38,6 +78,7 @@ def main() -> int:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--index-type", default="flat")
     ap.add_argument("--on-disk", action="store_true", help="build ivf/ivfpq with --on-disk (merged lists)")
+    ap.add_argument("--trace", action="store_true", help="peak RssAnon / RssFile per build phase")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     base = sentences(args.data)
@@ -65,9 +106,14 @@ def main() -> int:
             "--no-progress",
             *(["--on-disk"] if args.on_disk else []),
         ]
-        log = (args.out / f"build-{n}.log").open("w")
+        log_path = args.out / f"build-{n}.log"
+        log = log_path.open("w")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        phases: dict[str, dict[str, int]] = {}
+        if args.trace:
+            status, usage, phases = wait_traced(proc, log_path)
+        else:
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
         seconds = time.perf_counter() - t0
         summary = proc.stdout.read().strip() if proc.stdout else ""
         if status != 0:
@@ -80,6 +126,7 @@ def main() -> int:
                 "vectors_mb": n * 384 * 4 / 2**20,
                 "seconds": seconds,
                 "summary": summary,
+                **({"phases_kb": phases} if args.trace else {}),
             }
         )
         print(json.dumps(rows[-1]), flush=True)

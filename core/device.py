@@ -132,14 +132,16 @@ _allocator_tuned: bool | None = None
 def tune_cpu_allocator() -> bool:
     """Keep CPU inference's activations in glibc's heap (reused) rather than in per-tensor mmaps
     (faulted in and zeroed each time): the mmap threshold goes to its 32 MiB maximum and freed
-    memory up to 256 MiB is kept. Once per process; a no-op off glibc, or where the user set
-    ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``. Together with a token budget that keeps
+    memory up to 256 MiB is kept. Once per process; a no-op off glibc, with
+    ``SEMSEARCH_MALLOC_TUNE=0``, or where the user set ``MALLOC_MMAP_THRESHOLD_`` /
+    ``MALLOC_TRIM_THRESHOLD_``. Together with a token budget that keeps
     activations under the threshold (:func:`core.batching.cpu_token_budget`), MEDLINE abstracts
     encoded about 30% faster in bf16 (BENCHMARKS.md). Returns whether the tuning is in effect."""
     global _allocator_tuned
     if _allocator_tuned is None:
         _allocator_tuned = False
         user_set = any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
+        user_set = user_set or os.environ.get("SEMSEARCH_MALLOC_TUNE", "1") == "0"
         if not user_set and platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
             try:
                 libc = ctypes.CDLL(None)

@@ -91,12 +91,14 @@ class PrecisionChoice:
     max_drift: float
     texts: int
     trials: list[PrecisionTrial] = field(default_factory=list)
+    # Each trial's embeddings of the texts, so a caller (apply_precision) need not redo them.
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def trial(self, precision: str) -> PrecisionTrial | None:
         return next((t for t in self.trials if t.precision == precision), None)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "embeddings"}
 
 
 def candidates(device: torch.device) -> list[str]:
@@ -145,19 +147,20 @@ def choose_precision(
     names = candidates(encoder.device)
     reference, fp32_speed = _timed(encoder, sample, batch_size, repeats)
     trials = [PrecisionTrial("fp32", fp32_speed, 1.0, 1.0)]
+    embeddings = {"fp32": reference}
     for name in names:
         if name == "fp32":
             continue
         variant = encoder.variant(name)
-        emb, speed = _timed(variant, sample, batch_size, repeats)
-        mean, low = cosine_agreement(reference, emb)
+        embeddings[name], speed = _timed(variant, sample, batch_size, repeats)
+        mean, low = cosine_agreement(reference, embeddings[name])
         trials.append(PrecisionTrial(name, speed, mean, low))
         del variant
     best = trials[0]
     for trial in trials[1:]:
         if trial.drift <= max_drift and trial.texts_per_s >= best.texts_per_s * MIN_SPEEDUP:
             best = trial
-    choice = PrecisionChoice(best.precision, max_drift, len(sample), trials)
+    choice = PrecisionChoice(best.precision, max_drift, len(sample), trials, embeddings)
     log.info(
         "precision auto -> %s (%s)",
         best.precision,
@@ -183,13 +186,19 @@ def apply_precision(
     sample = list(texts or CALIBRATION_TEXTS)
     if encoder.precision != "fp32":
         raise ValueError(f"set the precision on fp32 weights; this encoder is {encoder.precision}")
-    reference = encoder.encode(sample)
     other = None
     if against is not None and against not in (precision, "fp32"):
         other = encoder.variant(against).encode(sample)
-    chosen = encoder.to_precision(precision, sample, max_drift)
+    if precision == "auto":  # the choice embeds the texts at every precision: reuse them
+        chosen = encoder.to_precision(precision, sample, max_drift)
+        assert encoder.precision_choice is not None
+        reference = encoder.precision_choice.embeddings["fp32"]
+        emb = encoder.precision_choice.embeddings[chosen]
+    else:
+        reference = encoder.encode(sample)
+        chosen = encoder.to_precision(precision, sample, max_drift)
+        emb = reference if chosen == "fp32" else encoder.encode(sample)
     record: dict[str, Any] = {"precision": chosen, "texts": len(sample), "max_drift": max_drift}
-    emb = reference if chosen == "fp32" else encoder.encode(sample)
     mean, low = cosine_agreement(reference, emb)
     record.update(mean_cosine_vs_fp32=round(mean, 6), min_cosine_vs_fp32=round(low, 6))
     if precision == "auto" and encoder.precision_choice is not None:

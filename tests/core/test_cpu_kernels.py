@@ -95,5 +95,9 @@ def test_allocator_tuning_is_skipped_when_the_user_set_malloc(monkeypatch: pytes
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     assert device_mod.tune_cpu_allocator() is False  # decided once per process
     monkeypatch.setattr(device_mod, "_allocator_tuned", None)
+    monkeypatch.setenv("SEMSEARCH_MALLOC_TUNE", "0")
+    assert device_mod.tune_cpu_allocator() is False
+    monkeypatch.delenv("SEMSEARCH_MALLOC_TUNE")
+    monkeypatch.setattr(device_mod, "_allocator_tuned", None)
     expected = device_mod.platform.libc_ver()[0] == "glibc"
     assert device_mod.tune_cpu_allocator() is expected
