@@ -11,8 +11,10 @@ another):
 - plain bf16: the same inside ``torch.autocast("cpu", dtype=torch.bfloat16)``;
 - ours: ``build_index`` (read + validate + embed + shards + SQLite + FAISS + atomic publish) at
   ``--precision fp32`` and ``bf16``.
-Reported: docs/s of each and the ratios of ours to the plain scripts. The plain scripts keep only
-vectors in memory; ours also writes the document store and a published index.
+With ``--rounds N`` the contenders run N times (order reversed every other round) and each
+one's median is reported. Reported: docs/s of each and the ratios of ours to the plain
+scripts. The plain scripts keep only vectors in memory; ours also writes the document store
+and a published index.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -92,6 +95,10 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=20_000)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--batch-size", type=int, default=64, help="our encode batch size")
+    ap.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="run the contenders this many times, order reversed each round"
+    )
     ap.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     corpus = args.out / "corpus.jsonl"
@@ -107,12 +114,18 @@ def main() -> int:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, bf16 native: {bf16}",
         "date": time.strftime("%Y-%m-%d"),
     }
-    for name in CONTENDERS if bf16 else CONTENDERS[:2]:
-        cmd = [sys.executable, __file__, "--data", str(args.data), "--out", str(args.out), "--child", name]
-        cmd += ["--batch-size", str(args.batch_size)]
-        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        r[f"{name}_docs_s"] = json.loads(done.stdout.strip().splitlines()[-1])["docs_s"]
-        print(f"{name}: {r[f'{name}_docs_s']:.1f} docs/s", flush=True)
+    names = [c for c in args.contenders if bf16 or c.endswith("fp32")]
+    speeds: dict[str, list[float]] = {name: [] for name in names}
+    for round_no in range(args.rounds):
+        for name in names if round_no % 2 == 0 else reversed(names):
+            cmd = [sys.executable, __file__, "--data", str(args.data), "--out", str(args.out)]
+            cmd += ["--child", name, "--batch-size", str(args.batch_size)]
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            speeds[name].append(json.loads(done.stdout.strip().splitlines()[-1])["docs_s"])
+            print(f"round {round_no + 1} {name}: {speeds[name][-1]:.1f} docs/s", flush=True)
+    for name, xs in speeds.items():
+        r[f"{name}_docs_s"] = statistics.median(xs)
+        r[f"{name}_rounds"] = xs
     for ours_name in ("ours_fp32", "ours_bf16"):
         for plain_name in ("plain_fp32", "plain_bf16"):
             if f"{ours_name}_docs_s" in r and f"{plain_name}_docs_s" in r:

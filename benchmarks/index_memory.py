@@ -48,14 +48,21 @@ def _last_line(path: Path) -> str:
 
 
 def wait_traced(proc: subprocess.Popen[str], log_path: Path) -> tuple[int, Any, dict[str, dict[str, int]]]:
-    """Wait for ``proc``, sampling its memory per phase: (status, rusage, {phase: peaks in kB})."""
+    """Wait for ``proc``, sampling its memory per phase: (status, rusage, {phase: peaks in kB});
+    the samples go to ``<log>-rss.json``."""
     phases: dict[str, dict[str, int]] = {}
+    series: list[list[float]] = []  # [seconds, RssAnon kB, RssFile kB], every 0.2 s
+    t0 = time.perf_counter()
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
+            (log_path.parent / f"{log_path.stem}-rss.json").write_text(json.dumps(series) + "\n")
             return status, usage, phases
         sample = _status_kb(proc.pid)
         if sample:
+            series.append(
+                [round(time.perf_counter() - t0, 1), sample.get("RssAnon", 0), sample.get("RssFile", 0)]
+            )
             peaks = phases.setdefault(_last_line(log_path), {})
             for key, kb in sample.items():
                 peaks[key] = max(peaks.get(key, 0), kb)

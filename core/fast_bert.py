@@ -145,13 +145,15 @@ class _Layer(nn.Module):
             short = x.device.type == "cpu" and length <= SHORT_ATTENTION
             dtype = torch.float32 if short else qkv.dtype
             padded = torch.zeros(batch * length, 3 * hidden, dtype=dtype, device=x.device)
-            padded.index_copy_(0, where, qkv.to(dtype))
+            padded.index_copy_(0, where, qkv[: where.numel()].to(dtype))
             q, k, v = padded.view(batch, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
             if short:
                 ctx = _short_attention(q, k, v, mask)
             else:
                 ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.isfinite())
             ctx = ctx.transpose(1, 2).reshape(batch * length, hidden)[where].to(x.dtype)
+            if ctx.shape[0] < x.shape[0]:  # the bucket's zero rows (UnpaddedBert.forward)
+                ctx = F.pad(ctx, (0, 0, 0, x.shape[0] - ctx.shape[0]))
         x = self.ln1(dense(self.out, ctx) + x)
         return self.ln2(dense(self.down, dense(self.up, x, self.act)) + x)
 
@@ -183,6 +185,7 @@ def _ragged_attention(qkv: torch.Tensor, lengths: list[int], heads: int, head_di
     same drift from fp32 (5.0e-5 vs 4.9e-5). Scores are rounded to the input dtype by the
     matmul; the softmax runs in float32."""
     out = torch.empty(qkv.shape[0], heads * head_dim, dtype=qkv.dtype, device=qkv.device)
+    out[sum(lengths) :] = 0  # rows past the real tokens (a row bucket's padding)
     scale = head_dim**-0.5
     start = 0
     for n in lengths:
@@ -228,6 +231,9 @@ class UnpaddedBert(nn.Module):
         else:
             x = x + self.token_type.weight[0]
         x = self.ln(x)
+        rows = where.numel()
+        if x.device.type == "cpu":
+            x = F.pad(x, (0, 0, 0, row_bucket(rows) - rows))  # zero rows: see row_bucket
         lengths: list[int] | None = None
         mask: torch.Tensor | None = None
         if input_ids.device.type == "cpu" and length > SHORT_ATTENTION:
@@ -238,5 +244,19 @@ class UnpaddedBert(nn.Module):
         for layer in self.layers:
             x = layer(x, where, (batch, length), mask, lengths)
         out = x.new_zeros(batch * length, x.shape[1])
-        out[where] = x
+        out[where] = x[:rows]
         return out.view(batch, length, -1)
+
+
+def row_bucket(rows: int) -> int:
+    """``rows`` rounded up to a multiple of 1/32 of the largest power of two <= ``rows`` (the
+    multiple kept between 8 and 128): the row count every CPU dense layer then sees.
+
+    Unpadded batches have a new token count almost every time, and the matmul backends keep
+    per-shape state (oneDNN's primitive cache and JIT kernels): with exact counts, embedding 61k
+    SNLI sentences in 4,096-sentence chunks grew anonymous memory from 358 to 1,144 MB and kept
+    growing; with buckets it levels off near 620 MB (BENCHMARKS.md). At most 32 shapes per power
+    of two; past 256 rows at most 1/32 more rows, 7 at most below. The extra rows are zeros and
+    no real token attends to them."""
+    granule = min(128, max(8, (1 << max(rows.bit_length() - 1, 0)) // 32))
+    return -(-rows // granule) * granule

@@ -101,3 +101,26 @@ def test_allocator_tuning_is_skipped_when_the_user_set_malloc(monkeypatch: pytes
     monkeypatch.setattr(device_mod, "_allocator_tuned", None)
     expected = device_mod.platform.libc_ver()[0] == "glibc"
     assert device_mod.tune_cpu_allocator() is expected
+
+
+def test_row_buckets_bound_the_shapes_and_the_waste() -> None:
+    buckets = {fast_bert.row_bucket(n) for n in range(1, 8193)}
+    assert len(buckets) <= 32 * 14  # at most 32 per power of two
+    for n in range(1, 8193):
+        b = fast_bert.row_bucket(n)
+        assert n <= b <= max(n + 7, n * 33 // 32 + 1)
+        assert fast_bert.row_bucket(b) == b  # a bucket is its own bucket
+
+
+def test_bucket_padding_rows_do_not_change_the_output(
+    tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = ["the cat " * 30, "a dog runs", "hello there", "the fox " * 12]
+    exact = tiny_encoder.encode(texts)
+    monkeypatch.setattr(fast_bert, "row_bucket", lambda rows: rows + 37)  # many zero rows
+    np.testing.assert_allclose(tiny_encoder.encode(texts), exact, atol=1e-6)
+    monkeypatch.setattr(fast_bert, "SHORT_ATTENTION", 4)  # the ragged path too
+    monkeypatch.setattr(fast_bert, "row_bucket", lambda rows: rows)
+    ragged_exact = tiny_encoder.encode(texts)
+    monkeypatch.setattr(fast_bert, "row_bucket", lambda rows: rows + 37)
+    np.testing.assert_allclose(tiny_encoder.encode(texts), ragged_exact, atol=1e-6)
