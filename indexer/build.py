@@ -184,12 +184,17 @@ class _Work:
     def sample(self, size: int, seed: int) -> np.ndarray:
         total = self.state["rows_done"]
         picks = np.sort(np.random.default_rng(seed).choice(total, size=min(size, total), replace=False))
-        parts = []
+        out: np.ndarray | None = None  # filled in place: gathering parts to vstack held it twice
+        filled = 0
         for start, arr in self.iter_shards():
             local = picks[(picks >= start) & (picks < start + len(arr))] - start
             if len(local):
-                parts.append(np.asarray(arr[local], dtype=np.float32))
-        return np.vstack(parts)
+                if out is None:
+                    out = np.empty((len(picks), arr.shape[1]), dtype=np.float32)
+                out[filled : filled + len(local)] = arr[local]
+                filled += len(local)
+        assert out is not None and filled == len(picks)
+        return out
 
 
 def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport:

@@ -179,3 +179,23 @@ def test_build_loads_the_model_when_no_encoder_is_given(
     report = build_index(cfg_for(tiny_model_dir, corpus, tmp_path / "idx", device="cpu"))
     assert report.manifest.model_fingerprint == tiny_encoder.fingerprint
     assert report.documents == 4
+
+
+def test_training_sample_is_the_seeded_rows_in_corpus_order(tmp_path: Path) -> None:
+    from indexer.build import SHARDS, _Work
+
+    rng = np.random.default_rng(0)
+    shards = [rng.standard_normal((n, 8)).astype(np.float32) for n in (5, 7, 3)]
+    work = _Work.__new__(_Work)  # only the shard files and the progress record matter here
+    work.path = tmp_path
+    (tmp_path / SHARDS).mkdir()
+    work.state = {"rows_done": 15, "shards": []}
+    for i, arr in enumerate(shards):
+        np.save(tmp_path / SHARDS / f"s{i}.npy", arr)
+        work.state["shards"].append({"file": f"s{i}.npy", "rows": len(arr)})
+    every = np.vstack(shards)
+    picks = np.sort(np.random.default_rng(42).choice(15, size=6, replace=False))
+    sample = work.sample(6, seed=42)
+    assert sample.dtype == np.float32 and sample.flags.c_contiguous
+    np.testing.assert_array_equal(sample, every[picks])
+    np.testing.assert_array_equal(work.sample(100, seed=1), every)  # capped at the corpus
