@@ -36,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.corpus import CorpusRow, read_corpus
+from core.device import PRECISIONS
 from core.encoder import Encoder
 from core.errors import DataError, IndexFormatError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
@@ -97,8 +98,9 @@ class BuildReport:
         return done / self.seconds if self.seconds > 0 else 0.0
 
 
-def _build_key(cfg: BuildConfig, encoder: Encoder) -> str:
-    """What must be unchanged for an interrupted build's shards to be reused."""
+def _build_key(cfg: BuildConfig, encoder: Encoder, precision: str | None = None) -> str:
+    """What must be unchanged for an interrupted build's shards to be reused (``precision``:
+    the encoder's, unless given)."""
     st = os.stat(cfg.corpus)
     key = {
         "model": encoder.fingerprint,
@@ -111,7 +113,7 @@ def _build_key(cfg: BuildConfig, encoder: Encoder) -> str:
         "max_batch_tokens": cfg.max_batch_tokens,
         "max_seq_length": encoder.max_seq_length,
         "skip_bad": cfg.skip_bad_lines,
-        "precision": encoder.precision,
+        "precision": precision or encoder.precision,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -139,7 +141,7 @@ def _check_duplicates(chunk: list[CorpusRow], store: DocStore, corpus: str) -> N
 class _Work:
     """The work folder of one build: shards, the document store and the progress record."""
 
-    def __init__(self, cfg: BuildConfig, key: str) -> None:
+    def __init__(self, cfg: BuildConfig, key: str, precision: str) -> None:
         self.path = work_dir(Path(cfg.output), "building")
         self.key = key
         state_path = self.path / STATE_FILE
@@ -153,7 +155,7 @@ class _Work:
         if state is None:
             shutil.rmtree(self.path, ignore_errors=True)
             (self.path / SHARDS).mkdir(parents=True)
-            state = {"key": key, "rows_done": 0, "shards": []}
+            state = {"key": key, "rows_done": 0, "shards": [], "precision": precision}
             _write_json(state_path, state)
         self.state = state
         self.store = DocStore(self.path / DOCS_FILE)
@@ -210,18 +212,44 @@ def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport
         # A caller's own encoder is used at the precision it has unless the config names one.
         given = encoder is not None and cfg.precision == "auto"
         encoder = encoder or Encoder.load(cfg.model, cfg.device)
-        if not given and cfg.precision != encoder.precision:
+        precision = cfg.precision
+        if not given and precision == "auto" and cfg.resume:
+            # auto times the candidates, and on another try the timing may choose differently:
+            # that would change the build key and discard every embedded shard. Continue at
+            # the precision the interrupted build chose instead.
+            precision = _interrupted_precision(cfg, encoder, output) or precision
+        if not given and precision != encoder.precision:
             # The drift is measured on the corpus's own first texts: what the index will hold.
             rows = itertools.islice(read_corpus(cfg.corpus, cfg.corpus_format, skip_bad_lines=True), 64)
             texts = [r.doc.text for r in rows] or None
             if encoder.precision == "fp32":
-                apply_precision(encoder, cfg.precision, texts, cfg.max_precision_drift)
+                apply_precision(encoder, precision, texts, cfg.max_precision_drift)
             else:  # already cast by the caller: fp32 is gone, there is nothing to measure against
-                encoder.to_precision(cfg.precision, texts, cfg.max_precision_drift)
+                encoder.to_precision(precision, texts, cfg.max_precision_drift)
         return _build(cfg, encoder, output)
 
 
 _INDEX_SETTINGS = ("index_type", "memory_budget_mb", "seed", "on_disk")
+
+
+def _interrupted_precision(cfg: BuildConfig, encoder: Encoder, output: Path) -> str | None:
+    """The precision an interrupted build of this same corpus, model and settings chose (its
+    progress record, or the config of a finished but unpublished one); None when there is none."""
+    path = work_dir(output, "building")
+    for name, key_field, field in (
+        (STATE_FILE, "key", "precision"),
+        (CONFIG_FILE, "build_key", "encoder_precision"),
+    ):
+        try:
+            record = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        precision = record.get(field) if isinstance(record, dict) else None
+        usable = precision in PRECISIONS and precision != "auto"
+        if usable and record.get(key_field) == _build_key(cfg, encoder, str(precision)):
+            log.info("continuing the interrupted build at precision %s, as it chose", precision)
+            return str(precision)
+    return None
 
 
 def _completed(path: Path, key: str, cfg: BuildConfig) -> bool:
@@ -272,7 +300,7 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
         manifest.write(pending)
         publish(pending, output)
         return BuildReport(manifest, manifest.count, [], time.perf_counter() - started, manifest.count)
-    work = _Work(cfg, key)
+    work = _Work(cfg, key, encoder.precision)
     resumed_from = work.state["rows_done"]
     if resumed_from:
         log.info("resuming the build in %s: %d documents already embedded", work.path, resumed_from)
@@ -437,6 +465,7 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
     # manifest marks the folder complete (a crash in between restarts the build, safely).
     (work.path / STATE_FILE).unlink(missing_ok=True)  # first: a state naming missing shards would wedge
     shutil.rmtree(work.path / SHARDS, ignore_errors=True)
-    _write_json(work.path / CONFIG_FILE, {**dataclasses.asdict(cfg), "build_key": work.key})
+    done = {**dataclasses.asdict(cfg), "build_key": work.key, "encoder_precision": encoder.precision}
+    _write_json(work.path / CONFIG_FILE, done)
     manifest.write(work.path)
     return manifest

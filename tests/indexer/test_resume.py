@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -72,6 +73,10 @@ def _cmd(model: Path, corpus: Path, out: Path) -> list[str]:
         "64",
         "--device",
         "cpu",
+        # Pinned: the reference and the resumed build are separate outputs, and auto's timing
+        # may choose differently for each (a resume itself keeps its interrupted choice).
+        "--precision",
+        "fp32",
         "--no-progress",
     ]
 
@@ -152,3 +157,56 @@ def test_changed_corpus_starts_over(tmp_path: Path, tiny_model_dir: Path, big_co
     assert result.returncode == 0, result.stderr
     assert "discarding the interrupted build" in result.stderr
     assert f"indexed {N_DOCS + 1} documents" in result.stdout
+
+
+@pytest.mark.parametrize("stage", ["embedding", "published"])
+def test_resume_with_auto_keeps_the_interrupted_precision(
+    tmp_path: Path, tiny_model_dir: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """``auto`` times the precisions, and a rerun may choose another one: that would change the
+    build key and re-embed everything. A resume continues at the precision the build chose."""
+    from indexer import build as build_mod
+    from indexer.build import BuildConfig, build_index
+
+    out = tmp_path / "idx"
+    cfg = BuildConfig(
+        model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), chunk_size=10, progress=False
+    )
+    chosen = "int8"  # what "auto" is made to choose the first time (never fp32, the default)
+    real_apply = build_mod.apply_precision
+
+    def first_choice(encoder: Any, precision: str, *args: Any) -> Any:
+        return real_apply(encoder, chosen if precision == "auto" else precision, *args)
+
+    monkeypatch.setattr(build_mod, "apply_precision", first_choice)
+    if stage == "embedding":  # killed after two chunks
+        real_embed, calls = build_mod._embed_chunk, []
+
+        def dies(*args: Any) -> None:
+            calls.append(1)
+            if len(calls) > 2:
+                raise RuntimeError("killed")
+            real_embed(*args)
+
+        monkeypatch.setattr(build_mod, "_embed_chunk", dies)
+        with pytest.raises(RuntimeError, match="killed"):
+            build_index(cfg)
+        monkeypatch.setattr(build_mod, "_embed_chunk", real_embed)
+    else:  # finished, killed before the swap
+        real_publish = build_mod.publish
+        monkeypatch.setattr(build_mod, "publish", lambda *a: (_ for _ in ()).throw(RuntimeError("killed")))
+        with pytest.raises(RuntimeError, match="killed"):
+            build_index(cfg)
+        monkeypatch.setattr(build_mod, "publish", real_publish)
+
+    seen: list[str] = []
+
+    def spy(encoder: Any, precision: str, *args: Any) -> Any:
+        seen.append(precision)
+        return real_apply(encoder, precision, *args)
+
+    monkeypatch.setattr(build_mod, "apply_precision", spy)
+    report = build_index(cfg)
+    assert seen == [chosen]  # not re-measured
+    assert report.manifest.precision == chosen
+    assert report.resumed_from == (20 if stage == "embedding" else 50)
