@@ -212,6 +212,8 @@ def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport
         # A caller's own encoder is used at the precision it has unless the config names one.
         given = encoder is not None and cfg.precision == "auto"
         encoder = encoder or Encoder.load(cfg.model, cfg.device)
+        if cfg.device == "auto" and encoder.device.type == "cpu":
+            log.info("--device auto: torch sees no CUDA GPU, so the corpus is embedded on CPU")
         precision = cfg.precision
         if not given and precision == "auto" and cfg.resume:
             # auto times the candidates, and on another try the timing may choose differently:
