@@ -284,7 +284,8 @@ class Encoder:
     ) -> Iterator[np.ndarray]:
         """Length-sorted, optionally token-budgeted batches (:func:`core.batching.token_batches`)."""
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        return token_batches(lengths, batch_size, max_tokens or self.default_max_tokens())
+        budget = self.default_max_tokens() if max_tokens is None else max_tokens
+        return token_batches(lengths, batch_size, budget)
 
     def default_max_tokens(self) -> int | None:
         """The token budget when the caller gives none: on CPU, :func:`core.batching.cpu_token_budget`

@@ -36,7 +36,8 @@ def _probe_onednn() -> bool:
     if os.environ.get("SEMSEARCH_ONEDNN", "1") == "0" or not torch.backends.mkldnn.is_available():
         return False
     try:
-        x, w, b = torch.randn(4, 8), torch.randn(16, 8), torch.randn(16)
+        gen = torch.Generator().manual_seed(0)  # not the global stream: importing must not move it
+        x, w, b = (torch.randn(*shape, generator=gen) for shape in ((4, 8), (16, 8), (16,)))
         with torch.inference_mode():
             y = torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none")
         return bool(torch.allclose(y, F.gelu(F.linear(x, w, b)), atol=1e-4))
@@ -232,7 +233,9 @@ class UnpaddedBert(nn.Module):
             x = x + self.token_type.weight[0]
         x = self.ln(x)
         rows = where.numel()
-        if x.device.type == "cpu":
+        # Not for int8 (quantize_dynamic swaps the Linear modules): its activation scale is taken
+        # over all rows, so extra rows (nonzero after the first LayerNorm) would move the real ones.
+        if x.device.type == "cpu" and type(self.layers[0].up) is nn.Linear:
             x = F.pad(x, (0, 0, 0, row_bucket(rows) - rows))  # zero rows: see row_bucket
         lengths: list[int] | None = None
         mask: torch.Tensor | None = None

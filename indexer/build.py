@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from core.corpus import CorpusRow, read_corpus
-from core.device import PRECISIONS
 from core.encoder import Encoder
 from core.errors import DataError, IndexFormatError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
@@ -45,7 +45,7 @@ from core.index.manifest import MANIFEST, Manifest
 from core.index.ondisk import IVFDATA_FILE
 from core.index.publish import fsync_path, publish, replace_file, work_dir, writer_lock
 from core.index.vectors import VectorIndex, l2_normalise, plan_index
-from core.precision import DEFAULT_MAX_DRIFT, apply_precision
+from core.precision import DEFAULT_MAX_DRIFT, apply_precision, candidates
 from indexer.ondisk import ON_DISK_TYPES, merge_on_disk
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport
         # A caller's own encoder is used at the precision it has unless the config names one.
         given = encoder is not None and cfg.precision == "auto"
         encoder = encoder or Encoder.load(cfg.model, cfg.device)
-        if cfg.device == "auto" and encoder.device.type == "cpu":
+        if cfg.device == "auto" and not torch.cuda.is_available():
             log.info("--device auto: torch sees no CUDA GPU, so the corpus is embedded on CPU")
         precision = cfg.precision
         if not given and precision == "auto" and cfg.resume:
@@ -247,7 +247,8 @@ def _interrupted_precision(cfg: BuildConfig, encoder: Encoder, output: Path) -> 
         except (OSError, ValueError):
             continue
         precision = record.get(field) if isinstance(record, dict) else None
-        usable = precision in PRECISIONS and precision != "auto"
+        # Only one this device runs (a build begun at fp16 on a GPU may resume on a CPU).
+        usable = precision in candidates(encoder.device)
         if usable and record.get(key_field) == _build_key(cfg, encoder, str(precision)):
             log.info("continuing the interrupted build at precision %s, as it chose", precision)
             return str(precision)

@@ -124,3 +124,19 @@ def test_bucket_padding_rows_do_not_change_the_output(
     ragged_exact = tiny_encoder.encode(texts)
     monkeypatch.setattr(fast_bert, "row_bucket", lambda rows: rows + 37)
     np.testing.assert_allclose(tiny_encoder.encode(texts), ragged_exact, atol=1e-6)
+
+
+def test_int8_rows_are_not_bucketed(tiny_encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """int8 scales activations over all rows (pad rows are not zero after the first LayerNorm),
+    so its forward must not add any; float forwards do."""
+    if not device_mod.int8_supported(torch.device("cpu")):
+        pytest.skip("no int8 on this CPU")
+    int8 = tiny_encoder.variant("int8")
+    calls: list[int] = []
+    real = fast_bert.row_bucket
+    monkeypatch.setattr(fast_bert, "row_bucket", lambda rows: calls.append(rows) or real(rows))
+    texts = ["the cat sat", "a dog runs " * 5]
+    int8.encode(texts)
+    assert calls == []
+    tiny_encoder.encode(texts)
+    assert calls

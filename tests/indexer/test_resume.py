@@ -172,7 +172,14 @@ def test_resume_with_auto_keeps_the_interrupted_precision(
     cfg = BuildConfig(
         model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), chunk_size=10, progress=False
     )
-    chosen = "int8"  # what "auto" is made to choose the first time (never fp32, the default)
+    import torch
+
+    from core.precision import candidates
+
+    others = [p for p in candidates(torch.device("cpu")) if p != "fp32"]
+    if not others:
+        pytest.skip("this CPU runs no precision but fp32")
+    chosen = others[-1]  # what "auto" is made to choose the first time (never fp32, the default)
     real_apply = build_mod.apply_precision
 
     def first_choice(encoder: Any, precision: str, *args: Any) -> Any:
@@ -210,3 +217,27 @@ def test_resume_with_auto_keeps_the_interrupted_precision(
     assert seen == [chosen]  # not re-measured
     assert report.manifest.precision == chosen
     assert report.resumed_from == (20 if stage == "embedding" else 50)
+
+
+def test_an_interrupted_precision_this_device_cannot_run_is_measured_again(
+    tmp_path: Path, tiny_model_dir: Path, tiny_corpus: Path
+) -> None:
+    """A build begun at fp16 on a GPU and resumed on a CPU: fp16 is not reused (it would fail)."""
+    from core.encoder import Encoder
+    from core.index.publish import work_dir
+    from indexer.build import STATE_FILE, BuildConfig, _build_key, _interrupted_precision
+
+    out = tmp_path / "idx"
+    cfg = BuildConfig(model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), progress=False)
+    encoder = Encoder.load(tiny_model_dir, device="cpu")
+    work = work_dir(out, "building")
+    work.mkdir()
+    for precision, expected in (("fp16", None), ("fp32", "fp32")):
+        state = {
+            "key": _build_key(cfg, encoder, precision),
+            "rows_done": 0,
+            "shards": [],
+            "precision": precision,
+        }
+        (work / STATE_FILE).write_text(json.dumps(state))
+        assert _interrupted_precision(cfg, encoder, out) == expected
