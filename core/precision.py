@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -98,7 +98,9 @@ class PrecisionChoice:
         return next((t for t in self.trials if t.precision == precision), None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "embeddings"}
+        fields = asdict(replace(self, embeddings={}))  # asdict would deep-copy the arrays
+        del fields["embeddings"]
+        return fields
 
 
 def candidates(device: torch.device) -> list[str]:
