@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
+from core.index.doc_rules import metadata_problem, text_problem
 from core.index.doc_store import Document
 from core.smart import read_smart_records
 from core.textfile import iter_csv_rows, iter_lines
@@ -65,6 +66,10 @@ def _doc_from(obj: Any, path: Path, line: int) -> Document:
         metadata = {}
     if not isinstance(metadata, dict):
         raise DataError(path, line, f"document {doc_id!r}: 'metadata' must be a JSON object")
+    # The store's own rules (core.index.doc_rules): what is stored must read back and filter.
+    problem = text_problem(doc_id, "'id'") or text_problem(text, "'text'") or metadata_problem(metadata)
+    if problem:
+        raise DataError(path, line, f"document {doc_id!r}: {problem}")
     return Document(doc_id, text, metadata)
 
 
@@ -79,6 +84,10 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
             obj = DataError(path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})")
+        except RecursionError:
+            obj = DataError(path, line_no, "invalid JSON (nested too deeply)")
+        except ValueError as exc:  # an integer past Python's digit limit
+            obj = DataError(path, line_no, f"invalid JSON ({exc})")
         yield line_no, obj
 
 

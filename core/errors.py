@@ -47,6 +47,17 @@ class OverloadedError(SemsearchError):
         self.retry_after_s = retry_after_s
 
 
+class DeadlineError(SemsearchError):
+    """A request waited past its deadline (SEMSEARCH_QUEUE_TIMEOUT_S) for the model: dropped
+    unrun, answered 503 with ``Retry-After``."""
+
+    code = "deadline_exceeded"
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ModelNotFoundError(SemsearchError):
     code = "model_not_found"
 
@@ -84,6 +95,19 @@ class PrecisionDriftError(IndexMismatchError):
     """Queries would be embedded at a precision whose measured drift from the index's is too large."""
 
     code = "precision_drift"
+
+
+class ConflictError(SemsearchError):
+    """A valid write this index cannot take in place (an ``--on-disk`` index): the request is
+    fine, the index's state refuses it."""
+
+    code = "conflict"
+
+
+class DiskFullError(SemsearchError):
+    """A write ran out of disk space (or quota); nothing of it was published."""
+
+    code = "disk_full"
 
 
 class IndexBusyError(SemsearchError):

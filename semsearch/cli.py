@@ -60,6 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from core.index.publish import as_disk_full
+
+        full = as_disk_full(exc)
+        if full is None:
+            raise
+        print(f"semsearch: error: {full.message}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,9 +13,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service.auth import AuthMiddleware
+from service.disconnect import CancelOnDisconnectMiddleware
 from service.engine import SearchEngine
 from service.errors import install_error_handlers
-from service.limits import BodyLimitMiddleware
+from service.guard import GuardMiddleware
+from service.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware
 from service.routes import admin, documents, embed, health, page, rerank, search
 from service.settings import MAX_K, Settings
@@ -28,8 +31,11 @@ updates, hot reload of new index generations, and an OpenAI-compatible embedding
 Every error answers `{{"error": {{"code", "message"}}}}`: 401 without a valid API key (when keys
 are configured), 403 for writes with a read-only key or in read-only mode, 404 for unknown ids
 and routes, 413 for bodies, lists or texts over the limits, 422 for invalid input (empty query,
-`k` outside 1..{MAX_K}, unknown fields), 429 when the model queue is full (with `Retry-After`),
-503 until the model and the index are loaded and while a reload swaps.
+`k` outside 1..{MAX_K}, unknown fields), 409 for writes an `--on-disk` index cannot take in
+place, 429 when too many requests are in progress or the model queue is full (with
+`Retry-After`), 503 until the model and the index are loaded, while a reload swaps, for an index
+generation that cannot be opened, and for a request that waited past its deadline (with
+`Retry-After`), 507 when the disk is full.
 """
 
 
@@ -49,6 +55,16 @@ async def _poll_reload(app: FastAPI, interval_s: float) -> None:
                 engine.index.current.manifest.generation,
                 exc,
             )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the service on this machine ("localhost", 127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable
 
 
 def create_app(settings: Settings | None = None, engine: SearchEngine | None = None) -> FastAPI:
@@ -83,11 +99,21 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
     app.state.engine = engine
     app.state.metrics = metrics
     install_error_handlers(app)
-    # Added innermost first: a request meets metrics, then CORS, then auth, then the body limit.
+    # Added innermost first: a request meets the disconnect watcher, the guard, metrics, CORS,
+    # auth, the concurrency limit, then the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ConcurrencyLimitMiddleware, max_requests=settings.max_concurrent_requests)
     write_keys, read_keys = settings.keys()
-    if write_keys or read_keys:
+    app.state.auth = bool(write_keys or read_keys)
+    if app.state.auth:
         app.add_middleware(AuthMiddleware, write_keys=write_keys, read_keys=read_keys)
+    elif not is_loopback(settings.host):
+        log.warning(
+            "auth is OFF and the service listens on %s, reachable from other hosts: anyone who can "
+            "reach it may search, write and reload. Set SEMSEARCH_API_KEYS (or "
+            "SEMSEARCH_API_KEYS_FILE), or bind 127.0.0.1",
+            settings.host,
+        )
     origins = settings.cors_origin_list()
     if origins:
         app.add_middleware(
@@ -97,6 +123,8 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics, root=app)
+    app.add_middleware(GuardMiddleware)
+    app.add_middleware(CancelOnDisconnectMiddleware)
     for module in (health, search, embed, documents, admin, rerank, page):
         app.include_router(module.router)
     return app

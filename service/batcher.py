@@ -4,8 +4,14 @@ Each request submits a list of inputs. A dedicated worker thread takes the oldes
 takes every request queued meanwhile (they pile up while the previous call runs) until the batch
 is full (by inputs or by estimated tokens). While other requests are in flight it also waits up
 to ``max_wait_s`` for them; a lone request does not wait. It runs ONE model call over the batch
-and hands each request back its own slice. The queue is bounded: past ``max_queue`` waiting requests,
-:meth:`MicroBatcher.submit` raises :class:`OverloadedError` (429 with ``Retry-After``).
+and hands each request back its own slice.
+
+Admission counts work, not requests: past ``max_queue`` waiting requests, or past
+``max_queue_inputs`` waiting inputs (texts, pairs) summed over them, :meth:`MicroBatcher.submit`
+raises :class:`OverloadedError` (429 with ``Retry-After``). A request that is still waiting at its
+deadline (``timeout_s``) gets :class:`DeadlineError` (503 with ``Retry-After``); one whose caller
+went away (the task is cancelled: client disconnect) is dropped. Either way, work that has not
+started is never run: the worker skips it.
 
 Why a thread and not a task: the model call holds the CPU for milliseconds; on the event loop it
 would stall every other request, including the ones we want to gather.
@@ -20,9 +26,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
-from core.errors import NotReadyError, OverloadedError
+from core.errors import DeadlineError, NotReadyError, OverloadedError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,9 @@ class BatchStats:
     run_s: float = 0.0
 
 
+QUEUED, TAKEN, DROPPED = "queued", "taken", "dropped"
+
+
 @dataclass
 class _Job(Generic[X]):
     inputs: Sequence[X]
@@ -47,6 +56,8 @@ class _Job(Generic[X]):
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[object]
     submitted: float
+    deadline: float
+    state: str = QUEUED  # changed under the batcher's count lock only
 
 
 class MicroBatcher(Generic[X, R]):
@@ -63,6 +74,8 @@ class MicroBatcher(Generic[X, R]):
         max_tokens: int = 16_384,
         max_wait_s: float = 0.002,
         max_queue: int = 1024,
+        max_queue_inputs: int | None = None,
+        timeout_s: float = 3600.0,
         enabled: bool = True,
         on_batch: Callable[[BatchStats], None] | None = None,
     ) -> None:
@@ -75,10 +88,14 @@ class MicroBatcher(Generic[X, R]):
         self.max_tokens = max_tokens
         self.max_wait_s = max_wait_s if enabled else 0.0
         self.max_queue = max_queue
+        self.max_queue_inputs = max_queue_inputs
+        self.timeout_s = timeout_s
         self.enabled = enabled
         self._on_batch = on_batch
         self._queue: queue.Queue[_Job[X] | None] = queue.Queue()
-        self._waiting = 0  # jobs submitted and not yet taken by the worker
+        self._waiting = 0  # jobs submitted and not yet taken by the worker (nor dropped)
+        self._waiting_inputs = 0  # their inputs
+        self.dropped = 0  # jobs dropped unrun: past their deadline, or their caller gone
         self._inflight = 0  # jobs submitted and not yet answered
         self._count_lock = threading.Lock()
         self._carry: _Job[X] | None = None  # taken but did not fit the previous batch
@@ -90,28 +107,64 @@ class MicroBatcher(Generic[X, R]):
     def waiting(self) -> int:
         return self._waiting
 
+    @property
+    def waiting_inputs(self) -> int:
+        return self._waiting_inputs
+
     async def submit(self, inputs: Sequence[X]) -> R:
         if self._closed:
             raise NotReadyError(f"the {self.name} worker is shutting down")
+        n = len(inputs)
         with self._count_lock:
-            if self._waiting >= self.max_queue:
+            over_inputs = (
+                self.max_queue_inputs is not None
+                and self._waiting > 0  # a lone request is always admitted, whatever its size
+                and self._waiting_inputs + n > self.max_queue_inputs
+            )
+            if self._waiting >= self.max_queue or over_inputs:
                 raise OverloadedError(
-                    f"{self._waiting} requests are waiting for the {self.name} model; try again shortly",
+                    f"{self._waiting} requests ({self._waiting_inputs} inputs) are waiting for the "
+                    f"{self.name} model; try again shortly",
                     retry_after_s=1.0,
                 )
             self._waiting += 1
+            self._waiting_inputs += n
             self._inflight += 1
         loop = asyncio.get_running_loop()
+        now = time.perf_counter()
         job = _Job(
-            inputs, sum(self._tokens(x) for x in inputs), loop, loop.create_future(), time.perf_counter()
+            inputs,
+            sum(self._tokens(x) for x in inputs),
+            loop,
+            loop.create_future(),
+            now,
+            now + self.timeout_s,
         )
         self._queue.put(job)
         try:
-            result: R = await job.future  # type: ignore[assignment]
+            result = cast(R, await asyncio.wait_for(job.future, self.timeout_s))
+        except TimeoutError:
+            self._drop(job)
+            raise DeadlineError(
+                f"waited {self.timeout_s:g} s for the {self.name} model (the queue deadline); try again",
+                retry_after_s=max(1.0, self.timeout_s / 2),
+            ) from None
+        except asyncio.CancelledError:  # the caller went away: its work is not run
+            self._drop(job)
+            raise
         finally:
             with self._count_lock:
                 self._inflight -= 1
         return result
+
+    def _drop(self, job: _Job[X]) -> None:
+        """Take a job that has not started out of the admission counts; the worker skips it."""
+        with self._count_lock:
+            if job.state == QUEUED:
+                job.state = DROPPED
+                self._waiting -= 1
+                self._waiting_inputs -= len(job.inputs)
+                self.dropped += 1
 
     def close(self) -> None:
         self._closed = True
@@ -120,21 +173,34 @@ class MicroBatcher(Generic[X, R]):
 
     # ------------------------------------------------------------ worker thread
     def _next(self, timeout: float | None) -> _Job[X] | None:
+        """The next job to run (a dropped or expired one is skipped), or None."""
         if self._carry is not None:
             carried, self._carry = self._carry, None
             return carried
-        try:
-            job = (
-                self._queue.get(timeout=timeout)
-                if timeout is None or timeout > 0
-                else self._queue.get_nowait()
-            )
-        except queue.Empty:
-            return None
-        if job is not None:
+        end = None if timeout is None else time.perf_counter() + timeout
+        while True:
+            left = None if end is None else end - time.perf_counter()
+            try:
+                job = self._queue.get(timeout=left) if left is None or left > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return None
+            if job is None:
+                return None
             with self._count_lock:
+                if job.state == DROPPED:
+                    continue
+                job.state = TAKEN
                 self._waiting -= 1
-        return job
+                self._waiting_inputs -= len(job.inputs)
+                expired = time.perf_counter() > job.deadline
+                if expired:
+                    self.dropped += 1
+            if expired:  # its caller's wait_for is about to answer 503; do not run it
+                job.loop.call_soon_threadsafe(
+                    _set_exception, job.future, DeadlineError(f"past its deadline for the {self.name} model")
+                )
+                continue
+            return job
 
     def _gather(self, first: _Job[X]) -> list[_Job[X]]:
         jobs = [first]

@@ -8,10 +8,9 @@ is thread-safe and the snapshot it reads is never mutated (see :mod:`service.liv
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from core.errors import (
     SemsearchError,
     UnsupportedError,
 )
+from core.index.doc_rules import metadata_json, metadata_problem, text_problem
 from core.index.doc_store import Document
 from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
@@ -107,6 +107,8 @@ class SearchEngine:
             max_tokens=s.batch_max_tokens,
             max_wait_s=s.batch_max_wait_ms / 1000,
             max_queue=s.queue_max,
+            max_queue_inputs=s.queue_max_inputs,
+            timeout_s=s.queue_timeout_s,
             enabled=s.micro_batching,
             on_batch=lambda stats: self.metrics.observe_batch("encoder", stats),
         )
@@ -170,11 +172,55 @@ class SearchEngine:
             raise InvalidInputError(f"k must be between 1 and {self.settings.max_k}, got {k}")
         return k
 
+    def check_pairs(self, n: int, what: str) -> None:
+        """Cross-encoder work has its own bound: each pair is a forward pass of ~20 ms on CPU."""
+        limit = self.settings.max_rerank_pairs
+        if n > limit:
+            raise PayloadTooLargeError(
+                f"{n} {what} for the cross-encoder in one request; the limit is {limit} "
+                "(SEMSEARCH_MAX_RERANK_PAIRS)"
+            )
+
+    def check_hits(self, queries: int, k: int) -> None:
+        limit = self.settings.max_hits_per_request
+        if queries * k > limit:
+            raise PayloadTooLargeError(
+                f"{queries} queries x k {k} = {queries * k} hits in one request; the limit is {limit} "
+                "(SEMSEARCH_MAX_HITS_PER_REQUEST): lower k or send fewer queries"
+            )
+
+    def check_answer(self, hits: Iterable[Hit], include: frozenset[str]) -> None:
+        """Bound the answer's size by what it carries (texts and metadata, when included):
+        documents indexed from files have no per-text limit, so hits x k alone does not bound it."""
+        if not include:
+            return
+        limit = self.settings.max_response_bytes
+        total = 0
+        for hit in hits:
+            if "text" in include:
+                total += len(hit.text.encode("utf-8", "replace"))
+            if "metadata" in include and hit.metadata:
+                total += len(metadata_json(hit.metadata).encode("utf-8", "replace"))
+            if total > limit:
+                raise PayloadTooLargeError(
+                    f"the hits' texts and metadata exceed {limit} bytes (SEMSEARCH_MAX_RESPONSE_BYTES): "
+                    'lower k, or leave them out with "include": [] (ids and scores) or ["metadata"]'
+                )
+
     def check_documents(self, docs: Sequence[Document]) -> None:
+        """Refuse (before anything is stored) what could not be read back, searched or filtered
+        afterwards: the store's rules (core.index.doc_rules), then this service's size limits."""
         self.check_texts([d.text for d in docs], "documents")
         limit = self.settings.max_metadata_bytes
         for i, doc in enumerate(docs):
-            size = len(json.dumps(doc.metadata, ensure_ascii=False).encode())
+            problem = (
+                text_problem(doc.id, "id")
+                or text_problem(doc.text, "text")
+                or metadata_problem(doc.metadata, self.settings.max_metadata_depth)
+            )
+            if problem:
+                raise InvalidInputError(f"documents[{i}]: {problem}")
+            size = len(metadata_json(doc.metadata).encode())
             if size > limit:
                 raise PayloadTooLargeError(
                     f"documents[{i}].metadata is {size} bytes of JSON; the limit is {limit}"
@@ -230,6 +276,7 @@ class SearchEngine:
         hybrid query) fused per query."""
         started = time.perf_counter()
         k = self.check_k(k)
+        self.check_hits(len(queries), k)
         encoded = await self.encode(queries, what)
 
         def run(snapshot: IndexFolder, vectors: np.ndarray) -> list[list[Hit]]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,9 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import (
+    ConflictError,
     DataError,
+    DeadlineError,
+    DiskFullError,
     ForbiddenError,
     IndexBusyError,
+    IndexFormatError,
     IndexMismatchError,
     InvalidInputError,
     NotFoundError,
@@ -36,10 +41,19 @@ STATUS: dict[type[SemsearchError], int] = {
     PayloadTooLargeError: 413,
     NotFoundError: 404,
     OverloadedError: 429,
+    ConflictError: 409,
     NotReadyError: 503,
+    DeadlineError: 503,
+    IndexFormatError: 503,  # a corrupt or unreadable generation: the server's state, not the request
     IndexMismatchError: 503,
     IndexBusyError: 503,
+    DiskFullError: 507,
 }
+# Messages of these echo what the client sent (ids, fields) and never a server path: sent as they
+# are. Every other message may name server files (index folders, model folders, OS errors): the
+# client gets it with each absolute path cut to its last component; the log keeps it whole.
+_CLIENT_WORDED = (InvalidInputError, PayloadTooLargeError, NotFoundError, UnauthorizedError, ForbiddenError)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~])(?:/[^\s'\":,;()\[\]{}<>|]+)+/?")
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -48,9 +62,11 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    409: "conflict",
     422: "validation_error",
     429: "overloaded",
     503: "not_ready",
+    507: "disk_full",
 }
 
 
@@ -58,6 +74,17 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def public_message(message: str) -> str:
+    """``message`` with every absolute path cut to its last component (``/srv/idx/index.faiss``
+    -> ``index.faiss``): no server path reaches a client."""
+
+    def last(match: re.Match[str]) -> str:
+        parts = [p for p in match.group(0).split("/") if p]
+        return parts[-1] if parts else "/"
+
+    return _ABSOLUTE_PATH.sub(last, message)
 
 
 def status_for(exc: SemsearchError) -> int:
@@ -87,15 +114,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(_: Request, exc: SemsearchError) -> JSONResponse:
         status = status_for(exc)
         headers = None
-        if isinstance(exc, OverloadedError):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
-        elif isinstance(exc, IndexBusyError):
+        retry_after = getattr(exc, "retry_after_s", None)  # overloaded, past its deadline
+        if isinstance(retry_after, int | float):
+            headers = {"Retry-After": str(max(1, round(retry_after)))}
+        elif isinstance(exc, IndexBusyError | IndexFormatError | NotReadyError):
             headers = {"Retry-After": "5"}
         elif isinstance(exc, UnauthorizedError):
             headers = {"WWW-Authenticate": "Bearer"}
-        if status >= 500:
-            log.error("%s: %s", exc.code, exc.message)
-        return error_response(status, exc.code, exc.message, headers)
+        if status >= 500 or status == 409:
+            log.log(logging.ERROR if status >= 500 else logging.INFO, "%s: %s", exc.code, exc.message)
+        message = exc.message if isinstance(exc, _CLIENT_WORDED) else public_message(exc.message)
+        return error_response(status, exc.code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

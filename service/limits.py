@@ -40,3 +40,37 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited, send)
+
+
+# Probes and scrapes are never refused: an orchestrator must see a busy service as alive.
+UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+class ConcurrencyLimitMiddleware:
+    """At most ``max_requests`` HTTP requests in progress; past it, 429 with ``Retry-After`` at
+    once (TEI's max_concurrent_requests). Bounds the memory held by accepted requests."""
+
+    def __init__(self, app: ASGIApp, max_requests: int) -> None:
+        self.app = app
+        self.max_requests = max_requests
+        self.active = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.max_requests:
+            response = error_response(
+                429,
+                "overloaded",
+                f"{self.active} requests are in progress; the limit is {self.max_requests} "
+                "(SEMSEARCH_MAX_CONCURRENT_REQUESTS); try again shortly",
+                {"Retry-After": "1"},
+            )
+            await response(scope, receive, send)
+            return
+        self.active += 1  # one event loop: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1

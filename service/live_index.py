@@ -24,11 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import IndexBusyError, SemsearchError
+from core.errors import IndexBusyError, IndexFormatError, SemsearchError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import MutableIndex, same_publication
+from core.index.publish import as_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,14 @@ class LiveIndex:
                 return False
             self.swapping = True
             try:
-                fresh = IndexFolder.open(self.path)
+                try:
+                    fresh = IndexFolder.open(self.path)
+                except SemsearchError:
+                    raise
+                except Exception as exc:  # FAISS, SQLite or the OS on a damaged file: 503, not 500
+                    raise IndexFormatError(
+                        f"{self.path}: the published generation cannot be opened ({exc})"
+                    ) from exc
                 try:
                     self._check(fresh.manifest)
                 except BaseException:
@@ -171,7 +179,8 @@ class LiveIndex:
             self._swap(fresh)
         except BaseException as exc:  # nothing was published: every write in the group fails
             log.warning("online update of %s failed: %s", self.path, exc)
-            answers = [(w, exc) for w in batch]
+            failure: BaseException = as_disk_full(exc, "the online write") or exc
+            answers = [(w, failure) for w in batch]
         for write, answer in answers:
             if isinstance(answer, WriteResult):
                 answer.generation = self.current.manifest.generation

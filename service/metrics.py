@@ -1,11 +1,14 @@
 """Prometheus metrics (prometheus-client), one registry per app so that apps never share state.
 
-Request metrics are labelled by the route TEMPLATE (``/documents/{doc_id}``), never the raw path,
-so an unknown-URL scan cannot blow up the label set.
+Every label value comes from a bounded set, so no client can grow the series without limit: the
+route TEMPLATE (``/documents/{doc_id}``, or ``unmatched``), never the raw path; the method if it
+is a standard one, else ``other``; the status code if it is one the service answers with (the
+error table's), else its class (``5xx``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -19,6 +22,17 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+# 499: the client went away before its answer (nginx's code; see service.disconnect).
+STATUSES = frozenset({200, 204, 304, 400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 499, 500, 503, 507})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    return str(status) if status in STATUSES else f"{status // 100}xx"
 
 
 class Metrics:
@@ -122,8 +136,11 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except asyncio.CancelledError:
+            status = 499
+            raise
         finally:
             route = route_template(self.root, scope)
-            labels = (scope["method"], route, str(status))
+            labels = (method_label(scope["method"]), route, status_label(status))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)

@@ -33,6 +33,8 @@ class Reranker:
             max_tokens=settings.batch_max_tokens,
             max_wait_s=settings.batch_max_wait_ms / 1000,
             max_queue=settings.queue_max,
+            max_queue_inputs=settings.queue_max_inputs,
+            timeout_s=settings.queue_timeout_s,
             enabled=settings.micro_batching,
             on_batch=lambda stats: metrics.observe_batch("reranker", stats),
         )

@@ -89,6 +89,12 @@ class SearchOptions(Strict):
     ef_search: StrictInt | None = Field(
         None, ge=1, le=65536, description="HNSW search breadth (default: the index's)"
     )
+    include: list[Literal["text", "metadata"]] | None = Field(
+        None,
+        max_length=2,
+        description='Hit fields to return beside id and score: any of "text" and "metadata" '
+        "(default: both; [] for ids and scores only, the smallest answer).",
+    )
 
     @field_validator("filter")
     @classmethod
@@ -104,13 +110,21 @@ class SearchOptions(Strict):
     def params(self) -> dict[str, int]:
         return {k: v for k, v in (("nprobe", self.nprobe), ("ef_search", self.ef_search)) if v}
 
+    def included(self) -> frozenset[str]:
+        return frozenset(("text", "metadata") if self.include is None else self.include)
+
 
 class SearchRequest(SearchOptions):
     query: str = Field(..., description="Natural-language query; truncated at the model's max tokens.")
     rerank: StrictBool = Field(
         False, description="Re-score the top rerank_k candidates with the cross-encoder."
     )
-    rerank_k: StrictInt = Field(50, ge=1, le=MAX_RERANK_K, description="Candidates the reranker re-scores.")
+    rerank_k: StrictInt = Field(
+        50,
+        ge=1,
+        le=MAX_RERANK_K,
+        description="Candidates the reranker re-scores; at most SEMSEARCH_MAX_RERANK_PAIRS (default 100).",
+    )
     hybrid: StrictBool = Field(
         False,
         description="Fuse BM25 (bm25s, over this index generation) with dense search: reciprocal rank "
@@ -129,8 +143,10 @@ class SearchRequest(SearchOptions):
 class HitOut(BaseModel):
     id: str
     score: float
-    text: str
-    metadata: dict[str, Any]
+    text: str | None = Field(None, description='Left out unless "text" is included (the default).')
+    metadata: dict[str, Any] | None = Field(
+        None, description='Left out unless "metadata" is included (the default).'
+    )
     rerank_score: float | None = None
 
 
@@ -296,6 +312,7 @@ class ReadyResponse(BaseModel):
     threads: int
     micro_batching: bool
     read_only: bool
+    auth: Literal["on", "off"] = Field(description="Whether API keys are required (off: anyone may call).")
     reranker: bool
     hybrid: bool
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.index.doc_rules import DEFAULT_MAX_DEPTH, MAX_DEPTH_CEILING
+
 MAX_K = 1000  # hard ceiling for k, documented in the README and OpenAPI
 MAX_RERANK_K = 1000
 
@@ -46,12 +48,27 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
 
-    # Request bounds. Every request is bounded in bytes, items and characters.
+    # Request bounds. Every request is bounded in bytes, items and characters, and so is its
+    # answer (hits and bytes) and its model work (texts, cross-encoder pairs).
     max_k: int = Field(MAX_K, ge=1, le=MAX_K)
+    max_hits_per_request: int = Field(10_000, ge=1, description="queries x k in one search request")
+    max_response_bytes: int = Field(
+        32_000_000, ge=1024, description="hit texts + metadata JSON in one search answer"
+    )
+    max_rerank_pairs: int = Field(
+        100,
+        ge=1,
+        le=MAX_RERANK_K,
+        description="cross-encoder pairs per request (rerank_k, /rerank, /classify)",
+    )
+    max_concurrent_requests: int = Field(
+        512, ge=1, description="HTTP requests in progress at once (health probes aside); past it: 429"
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024)
     max_texts_per_request: int = Field(256, ge=1)
     max_text_chars: int = Field(20_000, ge=1)
     max_metadata_bytes: int = Field(16_384, ge=2)
+    max_metadata_depth: int = Field(DEFAULT_MAX_DEPTH, ge=1, le=MAX_DEPTH_CEILING)
 
     # Dynamic micro-batching of model calls.
     micro_batching: bool = True
@@ -59,6 +76,12 @@ class Settings(BaseSettings):
     batch_max_tokens: int = Field(16_384, ge=16, description="estimated tokens per model call")
     batch_max_wait_ms: float = Field(2.0, ge=0, le=1000)
     queue_max: int = Field(1024, ge=1, description="requests waiting for the model; past it: 429")
+    queue_max_inputs: int = Field(
+        2048, ge=1, description="texts or pairs waiting for the model, summed over requests; past it: 429"
+    )
+    queue_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="longest wait for a model call; past it: 503 with Retry-After"
+    )
     encode_batch_size: int = Field(64, ge=1, description="forward-pass rows inside one model call")
     encode_max_tokens: int = Field(512, ge=16, description="forward-pass padded tokens inside one call")
 

@@ -1,6 +1,7 @@
 """Request bodies parsed strictly, in one place: invalid UTF-8, nesting deeper than the parser
-allows, and strings with lone UTF-16 surrogates (``"\\ud800"``, which Python's json accepts but
-no tokenizer, SQLite or UTF-8 encoder does) are all invalid JSON, so they answer 422 like any
+allows, integers longer than Python converts, and strings with lone UTF-16 surrogates
+(``"\\ud800"``, which Python's json accepts but no tokenizer, SQLite or UTF-8 encoder does) are
+all invalid JSON, so they answer 422 like any
 other malformed body, instead of failing somewhere deep inside with a 500 or a vague 400."""
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def parse_json(body: bytes) -> Any:
         value = json.loads(text)
     except RecursionError:
         raise json.JSONDecodeError("body is nested too deeply", text, 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # an integer literal past Python's digit limit (4,300 by default)
+        raise json.JSONDecodeError("a number has more digits than the 4,300 Python reads", text, 0) from None
     match = _ESCAPED_SURROGATE.search(text)
     if match:  # a valid pair is fine; a lone half is not Unicode
         try:

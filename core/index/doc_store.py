@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import IndexFormatError
+from core.index.doc_rules import metadata_json
 
 DOCS_FILE = "docs.sqlite"
 SCHEMA_VERSION = 2
@@ -216,10 +217,7 @@ class DocStore:
                 )
             conn.executemany(
                 "INSERT INTO docs (iid, id, text, metadata, added_gen) VALUES (?, ?, ?, ?, ?)",
-                (
-                    (iid, d.id, d.text, json.dumps(d.metadata, ensure_ascii=False), generation)
-                    for iid, d in added
-                ),
+                ((iid, d.id, d.text, metadata_json(d.metadata), generation) for iid, d in added),
             )
 
     def add_many(self, rows: Iterable[tuple[int, Document]], generation: int = 1) -> None:

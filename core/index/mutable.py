@@ -10,7 +10,7 @@ A crash before step 3 leaves generation G published, and the next writer undoes 
 rows (:meth:`DocStore.rollback_after`). So the store and the vectors never disagree for a reader.
 
 An index built with ``--on-disk`` (IVF lists in an mmapped ``index.ivfdata``) is refused here
-with an :class:`InvalidInputError` that says to rebuild: its lists are mapped read-only and
+with a :class:`ConflictError` (409) that says to rebuild: its lists are mapped read-only and
 shared with the readers of the published generation, and a new generation would mean copying
 the whole ivfdata file (see core.index.ondisk).
 """
@@ -27,7 +27,7 @@ from types import TracebackType
 
 import numpy as np
 
-from core.errors import IndexFormatError, IndexMismatchError, InvalidInputError
+from core.errors import ConflictError, IndexFormatError, IndexMismatchError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import file_digest, load_vectors
 from core.index.manifest import Manifest, utc_now
@@ -73,7 +73,7 @@ class MutableIndex:
         try:
             self.manifest = Manifest.read(self.path)
             if self.manifest.on_disk:  # its lists are mapped read-only: rebuild instead
-                raise InvalidInputError(refusal(self.path, self.manifest.ivfdata_file))
+                raise ConflictError(refusal(self.path, self.manifest.ivfdata_file))
             if adopt is not None and same_publication(adopt[0], self.manifest):
                 self.vectors = adopt[1].clone()
             else:

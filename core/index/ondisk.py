@@ -25,7 +25,7 @@ from typing import Any
 
 import faiss
 
-from core.errors import IndexFormatError, InvalidInputError
+from core.errors import ConflictError, IndexFormatError
 
 IVFDATA_FILE = "index.ivfdata"
 # faiss's bundled stubs lag its SWIG classes: reach these through getattr.
@@ -56,7 +56,7 @@ def refusal(folder: Path | str, ivfdata: str | None = IVFDATA_FILE) -> str:
 
 def refuse_if_on_disk(index: Any, what: str) -> None:
     if on_disk_lists(index) is not None:
-        raise InvalidInputError(
+        raise ConflictError(
             f"cannot {what} an index whose IVF lists are on disk (built with --on-disk): they are "
             "mapped read-only; rebuild the index instead"
         )

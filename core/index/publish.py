@@ -10,18 +10,45 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.errors import IndexBusyError
+from core.errors import DiskFullError, IndexBusyError
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# How a full disk reads when it does not come as an OSError: SQLite's SQLITE_FULL, and FAISS's
+# C++ writer, whose fwrite failure is a RuntimeError carrying strerror's text.
+_FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+
+
+def as_disk_full(exc: BaseException, what: str = "the write") -> DiskFullError | None:
+    """``exc`` as a :class:`DiskFullError` when it (or its cause) is the disk or quota running
+    out, else None. One place for the ways a full disk shows up, for every writer."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # the exception and its causes
+        if seen is None:
+            break
+        if isinstance(seen, DiskFullError):
+            return seen
+        full = isinstance(seen, OSError) and seen.errno in _FULL_ERRNOS
+        if not full and isinstance(seen, sqlite3.Error | RuntimeError | OSError):
+            full = any(text in str(seen).lower() for text in _FULL_TEXTS)
+        if full:
+            return DiskFullError(
+                f"{what} failed: the disk is full (nothing of it was published; free space and retry)"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def staging_dir(output: Path) -> Path:

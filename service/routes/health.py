@@ -24,7 +24,7 @@ async def health() -> dict[str, str]:
     summary="Readiness: 200 once the model and index are loaded; 503 before, and while a reload swaps",
     responses={503: {"description": "not ready"}},
 )
-async def ready(engine: EngineDep) -> ReadyResponse:
+async def ready(engine: EngineDep, request: Request) -> ReadyResponse:
     if not engine.ready:
         raise NotReadyError("swapping to a new index generation")
     current = engine.index.current
@@ -41,6 +41,7 @@ async def ready(engine: EngineDep) -> ReadyResponse:
         threads=torch.get_num_threads(),
         micro_batching=engine.settings.micro_batching,
         read_only=engine.settings.read_only,
+        auth="on" if getattr(request.app.state, "auth", False) else "off",
         reranker=engine.reranker is not None,
         hybrid=True,
     )

@@ -29,6 +29,7 @@ _ERRORS = {
 async def rerank(body: RerankRequest, engine: EngineDep) -> list[RerankResult]:
     reranker = engine.require_reranker(NotFoundError)
     engine.check_texts([body.query, *body.documents], "texts")
+    engine.check_pairs(len(body.documents), "documents")
     scores = await reranker.scores([(body.query, d) for d in body.documents])
     order = np.argsort(-scores, kind="stable")[: body.top_k or len(body.documents)]
     return [RerankResult(index=int(i), score=float(scores[i])) for i in order]
@@ -43,6 +44,7 @@ async def rerank(body: RerankRequest, engine: EngineDep) -> list[RerankResult]:
 async def classify(body: ClassifyRequest, engine: EngineDep) -> list[ClassifyResult]:
     reranker = engine.require_reranker(NotFoundError)
     engine.check_texts([t for pair in body.pairs for t in pair], "texts")
+    engine.check_pairs(len(body.pairs), "pairs")
     probs = await reranker.probabilities(body.pairs)
     labels = reranker.labels
     return [

@@ -29,8 +29,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def hits_out(hits: list[Hit]) -> list[HitOut]:
-    return [HitOut(id=h.id, score=h.score, text=h.text, metadata=h.metadata) for h in hits]
+def hit_out(hit: Hit, include: frozenset[str], rerank_score: float | None = None) -> HitOut:
+    return HitOut(
+        id=hit.id,
+        score=hit.score,
+        text=hit.text if "text" in include else None,
+        metadata=hit.metadata if "metadata" in include else None,
+        rerank_score=rerank_score,
+    )
 
 
 @router.post(
@@ -44,19 +50,21 @@ async def search(body: SearchRequest, engine: EngineDep) -> SearchResponse:
     started = time.perf_counter()
     where = filter_to_where(body.filter)
     reranker = engine.require_reranker() if body.rerank else None
+    if reranker is not None:
+        engine.check_pairs(body.rerank_k, "rerank_k candidates")
     k = engine.check_k(body.k)
+    include = body.included()
     fetch = max(k, body.rerank_k) if reranker else k  # the reranker re-scores rerank_k candidates
     if body.alpha is not None and not body.hybrid:
         raise InvalidInputError("alpha weighs the dense score in hybrid search: send it with hybrid: true")
     result = await engine.search(body.query, fetch, body.params(), where, body.hybrid, body.alpha)
     if reranker is None:
-        hits = hits_out(result.hits)
+        engine.check_answer(result.hits, include)
+        hits = [hit_out(h, include) for h in result.hits]
     else:
         reranked = await reranker.rerank_hits(body.query, result.hits, k)
-        hits = [
-            HitOut(id=h.id, score=h.score, text=h.text, metadata=h.metadata, rerank_score=s)
-            for h, s in reranked
-        ]
+        engine.check_answer((h for h, _ in reranked), include)
+        hits = [hit_out(h, include, s) for h, s in reranked]
     took = (time.perf_counter() - started) * 1000
     return SearchResponse(hits=hits, took_ms=round(took, 3), truncated=result.truncated)
 
@@ -69,9 +77,12 @@ async def search(body: SearchRequest, engine: EngineDep) -> SearchResponse:
     responses=_ERRORS,
 )
 async def search_batch(body: BatchSearchRequest, engine: EngineDep) -> BatchSearchResponse:
+    include = body.included()
     results, took = await engine.search_many(
         body.queries, body.k, body.params(), filter_to_where(body.filter)
     )
+    engine.check_answer((hit for hits, _ in results for hit in hits), include)
     return BatchSearchResponse(
-        results=[BatchResult(hits=hits_out(h), truncated=t) for h, t in results], took_ms=round(took, 3)
+        results=[BatchResult(hits=[hit_out(h, include) for h in hits], truncated=t) for hits, t in results],
+        took_ms=round(took, 3),
     )

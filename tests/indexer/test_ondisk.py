@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from core.encoder import Encoder
-from core.errors import IndexFormatError, InvalidInputError
+from core.errors import ConflictError, IndexFormatError, InvalidInputError
 from core.index.folder import INDEX_FILE, IndexFolder
 from core.index.manifest import Manifest
 from core.index.ondisk import IVFDATA_FILE, on_disk_lists, read_on_disk
@@ -186,18 +186,18 @@ def test_in_place_updates_are_refused_with_a_rebuild_hint(
         lambda: delete_ids(target, ["d1"]),
         lambda: compact(target),
     ):
-        with pytest.raises(InvalidInputError, match=r"on disk.*rebuild"):
+        with pytest.raises(ConflictError, match=r"on disk.*rebuild"):
             update()
     after = Manifest.read(target)
     assert (after.generation, after.created_at, after.count) == (before.generation, before.created_at, N_DOCS)
     folder = IndexFolder.open(target)
     try:  # FAISS would abort the process on a write to the read-only mapping: refused first
         assert on_disk_lists(folder.vectors.index) is not None
-        with pytest.raises(InvalidInputError, match="on disk"):
+        with pytest.raises(ConflictError, match="on disk"):
             folder.vectors.add(np.array([9999]), np.zeros((1, 32), dtype=np.float32))
-        with pytest.raises(InvalidInputError, match="on disk"):
+        with pytest.raises(ConflictError, match="on disk"):
             folder.vectors.delete(np.array([1]))
-        with pytest.raises(InvalidInputError, match="on disk"):
+        with pytest.raises(ConflictError, match="on disk"):
             folder.vectors.clone()
         assert folder.search(np.ones((1, 32), dtype=np.float32), 3)[0]
     finally:
@@ -248,8 +248,10 @@ def test_the_service_searches_it_and_refuses_document_writes(
         hits = client.post("/search", json={"query": "the red star", "k": 3}).json()["hits"]
         assert len(hits) == 3
         put = client.put("/documents", json={"documents": [{"id": "n", "text": "the sun", "metadata": {}}]})
-        assert put.status_code == 422 and "rebuild" in put.json()["error"]["message"]
-        assert client.delete("/documents/d1").status_code == 422
+        # 409: the client's input is fine, the index's state refuses it; no server path is shown
+        assert put.status_code == 409 and "rebuild" in put.json()["error"]["message"]
+        assert str(target) not in put.json()["error"]["message"]
+        assert client.delete("/documents/d1").status_code == 409
         assert [
             h["id"] for h in client.post("/search", json={"query": "the red star", "k": 3}).json()["hits"]
         ] == [h["id"] for h in hits]
