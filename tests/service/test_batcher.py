@@ -118,3 +118,101 @@ def test_a_failing_model_call_fails_its_requests_and_the_worker_survives() -> No
         asyncio.run(main())
     finally:
         batcher.close()
+
+
+def test_admission_counts_inputs_not_requests() -> None:
+    """Two requests of 3 texts fill a 6-input queue: the next one is refused, though only two
+    requests wait; a lone request bigger than the budget is still admitted (it could never run)."""
+    gate = threading.Event()
+    seen: list[list[str]] = []
+
+    def blocked(xs: list[str]) -> list[str]:
+        gate.wait(5)
+        seen.append(list(xs))
+        return xs
+
+    batcher, _ = make(run=blocked, max_queue=100, max_queue_inputs=6, max_batch=1)
+
+    async def main() -> list[object]:
+        first = asyncio.ensure_future(batcher.submit(["big"] * 9))  # alone: admitted, taken at once
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.ensure_future(batcher.submit(["a", "b", "c"])) for _ in range(2)]
+        await asyncio.sleep(0.02)
+        assert batcher.waiting == 2 and batcher.waiting_inputs == 6
+        with pytest.raises(OverloadedError, match="6 inputs"):
+            await batcher.submit(["d"])
+        gate.set()
+        return await asyncio.gather(first, *waiting)
+
+    try:
+        out = asyncio.run(main())
+    finally:
+        batcher.close()
+    assert out == [["big"] * 9, ["a", "b", "c"], ["a", "b", "c"]]
+    assert ["d"] not in seen and batcher.waiting_inputs == 0
+
+
+def test_a_request_past_its_deadline_is_503_and_never_runs() -> None:
+    from core.errors import DeadlineError
+
+    gate = threading.Event()
+    seen: list[str] = []
+
+    def blocked(xs: list[str]) -> list[str]:
+        gate.wait(5)
+        seen.extend(xs)
+        return xs
+
+    batcher, _ = make(run=blocked, max_batch=1, timeout_s=0.2)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(batcher.submit(["first"]))
+        await asyncio.sleep(0.05)  # the worker is stuck on "first"
+        started = time.perf_counter()
+        with pytest.raises(DeadlineError) as info:
+            await batcher.submit(["late"])
+        assert 0.15 < time.perf_counter() - started < 2
+        assert info.value.retry_after_s >= 1
+        assert batcher.waiting == 0 and batcher.waiting_inputs == 0  # out of admission at once
+        gate.set()
+        with pytest.raises(DeadlineError):  # "first" ran, but its caller had stopped waiting
+            await first
+        assert await batcher.submit(["after"]) == ["after"]
+
+    try:
+        asyncio.run(main())
+    finally:
+        batcher.close()
+    assert seen == ["first", "after"]  # "late" was dropped unrun
+    assert batcher.dropped == 1
+
+
+def test_a_cancelled_request_is_dropped_before_it_runs() -> None:
+    gate = threading.Event()
+    seen: list[str] = []
+
+    def blocked(xs: list[str]) -> list[str]:
+        gate.wait(5)
+        seen.extend(xs)
+        return xs
+
+    batcher, _ = make(run=blocked, max_batch=1)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(batcher.submit(["first"]))
+        await asyncio.sleep(0.05)
+        gone = asyncio.ensure_future(batcher.submit(["gone"]))
+        await asyncio.sleep(0.02)
+        gone.cancel()  # what a client disconnect does to its handler
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        assert batcher.waiting == 0
+        gate.set()
+        assert await first == ["first"]
+        assert await batcher.submit(["next"]) == ["next"]
+
+    try:
+        asyncio.run(main())
+    finally:
+        batcher.close()
+    assert seen == ["first", "next"] and batcher.dropped == 1
