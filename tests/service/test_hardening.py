@@ -73,7 +73,7 @@ def test_metadata_integers_past_64_bits_are_refused(
     make_client: MakeClient, fresh_index: Path, value: int
 ) -> None:
     client = make_client(fresh_index)
-    raw = '{"documents": [{"id": "big", "text": "t", "metadata": {"n": %d}}]}' % value
+    raw = f'{{"documents": [{{"id": "big", "text": "t", "metadata": {{"n": {value}}}}}]}}'
     put = client.put("/documents", content=raw, headers={"content-type": "application/json"})
     assert "64 bits" in assert_error_shape(put, 422)["message"]
     assert client.get("/documents/big").status_code == 404

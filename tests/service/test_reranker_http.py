@@ -116,3 +116,30 @@ def test_rerank_weight_fuses_the_cross_encoder_with_the_retrieval_score(
             scores = [h["rerank_score"] for h in hits]
             assert scores == sorted(scores, reverse=True)
     assert orders[0.0] != orders[None]  # the random head reorders; a fused weight of 0 does not
+
+
+def test_cross_encoder_pairs_have_their_own_bound(
+    tiny_index: Path, tiny_reranker: Path, tiny_model_dir: Path, tiny_docs
+) -> None:
+    """rerank_k (and /rerank's documents, /classify's pairs) past SEMSEARCH_MAX_RERANK_PAIRS is
+    413 before any model call; rerank_k is not checked when rerank is off."""
+    settings = Settings(
+        index_dir=tiny_index,
+        model_dir=tiny_model_dir,
+        reranker_dir=tiny_reranker,
+        device="cpu",
+        reload_interval_s=0,
+        max_rerank_pairs=4,
+    )
+    query, docs = tiny_docs[0]["text"], [d["text"] for d in tiny_docs[1:6]]
+    with TestClient(create_app(settings)) as c:
+        over = c.post("/search", json={"query": query, "k": 3, "rerank": True, "rerank_k": 5})
+        assert "SEMSEARCH_MAX_RERANK_PAIRS" in assert_error_shape(over, 413)["message"]
+        assert (
+            c.post("/search", json={"query": query, "k": 3, "rerank": True, "rerank_k": 4}).status_code == 200
+        )
+        assert c.post("/search", json={"query": query, "k": 3, "rerank_k": 500}).status_code == 200
+        assert_error_shape(c.post("/rerank", json={"query": query, "documents": docs}), 413)
+        assert c.post("/rerank", json={"query": query, "documents": docs[:4]}).status_code == 200
+        pairs = [[query, d] for d in docs]
+        assert_error_shape(c.post("/classify", json={"pairs": pairs}), 413)
