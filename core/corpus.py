@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
-from core.index.doc_rules import metadata_problem, text_problem
+from core.index.doc_rules import id_problem, metadata_problem, text_problem
 from core.index.doc_store import Document
 from core.smart import read_smart_records
 from core.textfile import iter_csv_rows, iter_lines
@@ -67,7 +67,7 @@ def _doc_from(obj: Any, path: Path, line: int) -> Document:
     if not isinstance(metadata, dict):
         raise DataError(path, line, f"document {doc_id!r}: 'metadata' must be a JSON object")
     # The store's own rules (core.index.doc_rules): what is stored must read back and filter.
-    problem = text_problem(doc_id, "'id'") or text_problem(text, "'text'") or metadata_problem(metadata)
+    problem = id_problem(doc_id) or text_problem(text, "'text'") or metadata_problem(metadata)
     if problem:
         raise DataError(path, line, f"document {doc_id!r}: {problem}")
     return Document(doc_id, text, metadata)

@@ -50,8 +50,10 @@ def iter_csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str] |
             else:
                 yield text
 
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(lines(), delimiter=delimiter, quoting=quoting)
+    if delimiter == "\t":
+        reader = csv.reader(lines(), delimiter=delimiter, quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(lines(), delimiter=delimiter, quoting=csv.QUOTE_MINIMAL)
     while True:
         start = reader.line_num + 1
         try:

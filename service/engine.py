@@ -30,7 +30,7 @@ from core.errors import (
     SemsearchError,
     UnsupportedError,
 )
-from core.index.doc_rules import metadata_json, metadata_problem, text_problem
+from core.index.doc_rules import id_problem, metadata_json, metadata_problem, text_problem
 from core.index.doc_store import Document
 from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
@@ -214,7 +214,7 @@ class SearchEngine:
         limit = self.settings.max_metadata_bytes
         for i, doc in enumerate(docs):
             problem = (
-                text_problem(doc.id, "id")
+                id_problem(doc.id)
                 or text_problem(doc.text, "text")
                 or metadata_problem(doc.metadata, self.settings.max_metadata_depth)
             )

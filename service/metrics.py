@@ -9,6 +9,7 @@ error table's), else its class (``5xx``).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -100,6 +101,9 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+_CONVERTER = re.compile(r"\{(\w+):\w+\}")
+
+
 def route_template(app: ASGIApp, scope: Scope) -> str:
     """The matched route's path template. Routing sets ``scope["route"]``; a request answered
     before routing (401, 413) is matched here, without running anything."""
@@ -110,7 +114,8 @@ def route_template(app: ASGIApp, scope: Scope) -> str:
             if match == Match.FULL:
                 route = child.get("route", candidate)
                 break
-    return str(getattr(route, "path", None) or "unmatched")
+    template = str(getattr(route, "path", None) or "unmatched")
+    return _CONVERTER.sub(r"{\1}", template)  # "/documents/{doc_id:path}" -> "/documents/{doc_id}"
 
 
 class MetricsMiddleware:

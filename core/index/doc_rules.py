@@ -10,6 +10,7 @@ handle what is stored. So a document is refused here, with a reason, when it hol
 - an integer outside 64 bits (SQLite's JSON functions read it as a lossy float, so a filter on
   it can never match, and the filter grammar only takes 64-bit integers) or a non-finite number;
 - a string with a lone UTF-16 surrogate (no UTF-8 encoder, tokenizer or SQLite takes one);
+- an id of "." or ".." (no URL can address it);
 - an object key that is not a string, or a value that is not JSON.
 
 The walk is iterative: a hostile depth cannot exhaust Python's stack on the way to refusing it.
@@ -80,6 +81,15 @@ def text_problem(value: str, what: str) -> str | None:
     if not _surrogate_free(value):
         return f"{what} holds a lone UTF-16 surrogate"
     return None
+
+
+def id_problem(value: str) -> str | None:
+    """Why a document id cannot be stored, or None. Besides :func:`text_problem`'s rules, "." and
+    ".." are refused: URL clients resolve them as path segments, so ``GET /documents/..`` could
+    never reach such a document."""
+    if value in (".", ".."):
+        return f"id {value!r} is not addressable in a URL path"
+    return text_problem(value, "id")
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:

@@ -10,7 +10,11 @@ from service.schemas import DocumentOut, UpsertRequest, WriteResponse
 from service.strict_json import StrictJSONRoute
 
 router = APIRouter(tags=["documents"], route_class=StrictJSONRoute)
-DocIdPath = Annotated[str, Path(min_length=1, max_length=512, description="The document's external id.")]
+# ``:path``: an id may hold "/" (sent as %2F, which the server decodes before routing); without
+# it such an id was stored by PUT but could never be read or deleted.
+DocIdPath = Annotated[
+    str, Path(min_length=1, max_length=512, description="The document's external id, percent-encoded.")
+]
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "read-only key or read-only service"},
     413: {"description": "too many documents, or a text or metadata too large"},
@@ -33,7 +37,7 @@ async def upsert(body: UpsertRequest, engine: WriterDep) -> WriteResponse:
 
 
 @router.get(
-    "/documents/{doc_id}",
+    "/documents/{doc_id:path}",
     response_model=DocumentOut,
     summary="Read one document",
     responses={404: {"description": "no such document"}},
@@ -44,7 +48,7 @@ async def get_document(doc_id: DocIdPath, engine: EngineDep) -> DocumentOut:
 
 
 @router.delete(
-    "/documents/{doc_id}",
+    "/documents/{doc_id:path}",
     response_model=WriteResponse,
     summary="Delete one document; durable before the answer",
     responses={404: {"description": "no such document"}, **_WRITE_ERRORS},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from core.errors import DataError
 from core.index.doc_store import Document
 
 
-def lines_of(path: Path, **kwargs) -> list[tuple[int, Document]]:
+def lines_of(path: Path, **kwargs: Any) -> list[tuple[int, Document]]:
     return [(row.line, row.doc) for row in read_corpus(path, **kwargs)]
 
 
@@ -195,3 +196,96 @@ def test_smart_all_files_are_a_corpus(tmp_path: Path) -> None:
     bad.write_text("stray text\n.I 1\n.W\nx\n")
     with pytest.raises(DataError, match=r"BAD\.ALL:1"):
         list(read_corpus(bad))
+
+
+# Real MSR Paraphrase Corpus sentences (msr-para-test.tsv, lines 20, 22 and 34), embedded verbatim:
+# fields open with a quote mark, and the last one never closes its quote.
+MRPC_QUOTED = [
+    "\"I'm delighted that David Chase has decided to give us another chapter in the great 'Sopranos' "
+    'saga," HBO chairman and chief executive Chris Albrecht said.',
+    '"There\'s no reason for you to keep your skills up," the judge told the convicted crack cocaine '
+    "kingpin.",
+    "\"We're in the Stanley Cup finals, and it was a little bit embarrassing the way we played in the first "
+    "two games.",
+]
+
+
+def test_tsv_quote_marks_are_text_one_row_per_line(tmp_path: Path) -> None:
+    """TSV has no quoting: a field that opens with a quote mark keeps it, and an unclosed one does
+    not swallow the tabs and lines after it (csv's default quoting did both)."""
+    rows = [
+        "id\ttext\tsource",
+        f"m20\t{MRPC_QUOTED[0]}\tmrpc:20",
+        f"m22\t{MRPC_QUOTED[1]}\tmrpc:22",
+        f"m34\t{MRPC_QUOTED[2]}\tmrpc:34",
+        'q\t"unclosed quote and more text\tmade-up',
+        "last\tplain text\tmade-up",
+    ]
+    path = tmp_path / "quotes.tsv"
+    path.write_bytes(("\r\n".join(rows) + "\r\n").encode())  # CRLF, as the MRPC files are
+    assert lines_of(path) == [
+        (2, Document("m20", MRPC_QUOTED[0], {"source": "mrpc:20"})),
+        (3, Document("m22", MRPC_QUOTED[1], {"source": "mrpc:22"})),
+        (4, Document("m34", MRPC_QUOTED[2], {"source": "mrpc:34"})),
+        (5, Document("q", '"unclosed quote and more text', {"source": "made-up"})),
+        (6, Document("last", "plain text", {"source": "made-up"})),
+    ]
+
+
+def test_csv_still_honours_quoting(tmp_path: Path) -> None:
+    path = write(tmp_path / "q.csv", 'id,text,lang\n1,"He said ""yes, later"", then left",en\n2,plain,fr\n')
+    assert lines_of(path) == [
+        (2, Document("1", 'He said "yes, later", then left', {"lang": "en"})),
+        (3, Document("2", "plain", {"lang": "fr"})),
+    ]
+
+
+def nested(levels: int) -> dict:
+    """Metadata ``levels`` objects deep (the top-level object is level 1)."""
+    value: dict = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+STORE_RULE_ROWS = [
+    (json.dumps({"id": "x", "text": "t", "metadata": nested(33)}), "nested 33 levels deep; the limit is 32"),
+    (json.dumps({"id": "x", "text": "t", "metadata": {"n": 2**63}}), "integer outside 64 bits"),
+    (json.dumps({"id": "x", "text": "t", "metadata": {"n": -(2**63) - 1}}), "integer outside 64 bits"),
+    ('{"id": "\\ud800", "text": "t"}', "id holds a lone UTF-16 surrogate"),
+    ('{"id": "x", "text": "bad \\udfff"}', "'text' holds a lone UTF-16 surrogate"),
+    ('{"id": "x", "text": "t", "metadata": {"k": "\\ud800"}}', "lone UTF-16 surrogate"),
+    ('{"id": "x", "text": "t", "metadata": {"\\ud800": 1}}', "key with a lone UTF-16 surrogate"),
+    ('{"id": "x", "text": "t", "metadata": {"v": NaN}}', "not a finite number"),
+    ('{"id": "x", "text": "t", "metadata": {"v": [-Infinity]}}', "not a finite number"),
+    ('{"id": "x", "text": "t", "metadata": {"n": ' + "1" * 5000 + "}}", "invalid JSON (Exceeds the limit"),
+    ("[" * 100_000 + "]" * 100_000, "invalid JSON (nested too deeply)"),
+]
+
+
+@pytest.mark.parametrize(("bad", "reason"), STORE_RULE_ROWS)
+def test_jsonl_rows_the_store_would_refuse_name_file_and_line(tmp_path: Path, bad: str, reason: str) -> None:
+    path = write(tmp_path / "bad.jsonl", "\n".join([GOOD[0], "", GOOD[1], bad, GOOD[2]]) + "\n")
+    with pytest.raises(DataError) as info:
+        list(read_corpus(path))
+    assert info.value.line == 4
+    assert info.value.message.startswith(f"{path}:4: ")
+    assert reason in info.value.message
+
+
+def test_jsonl_store_limits_themselves_are_accepted(tmp_path: Path) -> None:
+    edge = {"deep": nested(31), "max": 2**63 - 1, "min": -(2**63), "big": "1" * 5000, "f": 1e308}
+    path = write(tmp_path / "edge.jsonl", json.dumps({"id": "e", "text": "edge", "metadata": edge}) + "\n")
+    assert lines_of(path) == [(1, Document("e", "edge", edge))]
+
+
+def test_skip_bad_lines_records_store_refusals_and_keeps_good_rows(tmp_path: Path) -> None:
+    bad = [row for row, _ in STORE_RULE_ROWS]
+    path = write(tmp_path / "bad.jsonl", "\n".join([GOOD[0], *bad, GOOD[1], "", GOOD[2]]) + "\n")
+    skipped: list[DataError] = []
+    got = lines_of(path, skip_bad_lines=True, skipped=skipped)
+    n = len(bad)
+    assert [(line, doc.id) for line, doc in got] == [(1, "a"), (n + 2, "7"), (n + 4, "c")]
+    assert [e.line for e in skipped] == list(range(2, n + 2))
+    for err, (_, reason) in zip(skipped, STORE_RULE_ROWS, strict=True):
+        assert err.message.startswith(f"{path}:{err.line}: ") and reason in err.message

@@ -298,3 +298,26 @@ def test_manifest_generation_unchanged_by_refused_writes(make_client: MakeClient
     client = make_client(fresh_index)
     client.put("/documents", json={"documents": [{"id": "x", "text": "t", "metadata": _deep(100)}]})
     assert Manifest.read(fresh_index).generation == before
+
+
+@pytest.mark.parametrize("doc_id", ["a/b", "ends-with/", "/leading", "a//b", "50%", "q?x#y", "sp ace "])
+def test_ids_with_url_characters_read_back_and_delete(
+    make_client: MakeClient, fresh_index: Path, doc_id: str
+) -> None:
+    """Found by the write-then-read property test: an id holding "/" was stored, then 404 forever."""
+    from urllib.parse import quote
+
+    client = make_client(fresh_index)
+    put = client.put("/documents", json={"documents": [{"id": doc_id, "text": "an odd id"}]})
+    assert put.status_code == 200, put.text
+    path = "/documents/" + quote(doc_id, safe="")
+    assert client.get(path).json()["id"] == doc_id
+    assert client.delete(path).status_code == 200
+    assert client.get(path).status_code == 404
+
+
+@pytest.mark.parametrize("doc_id", [".", ".."])
+def test_dot_ids_are_refused(make_client: MakeClient, fresh_index: Path, doc_id: str) -> None:
+    client = make_client(fresh_index)
+    put = client.put("/documents", json={"documents": [{"id": doc_id, "text": "t"}]})
+    assert "not addressable" in assert_error_shape(put, 422)["message"]

@@ -140,3 +140,57 @@ def test_mrpc_reader(tmp_path: Path) -> None:
         ("The sky is blue.", "Stocks fell.", "0", 3),
     ]
     assert len(skipped) == 1 and ":4:" in str(skipped[0])
+
+
+# Real MSR Paraphrase Corpus pairs (msr-para-test.tsv, lines 20, 23, 34 and 39), embedded verbatim:
+# sentences open with quote marks, some never close them.
+MRPC_QUOTED = [
+    (
+        "\"I'm delighted that David Chase has decided to give us another chapter in the great 'Sopranos' "
+        'saga," HBO chairman and chief executive Chris Albrecht said.',
+        "\"I'm delighted that David Chase has decided to give us another chapter in the great Sopranos "
+        'saga," said HBO Chairman Chris Albrecht in a statement.',
+        "1",
+    ),
+    (
+        "Still, he said, \"I'm absolutely confident we're going to have a bill.\"",
+        "\"I'm absolutely confident we're going to have a bill,\" Frist, R-Tenn., said Thursday.",
+        "1",
+    ),
+    (
+        '"It was a little bit embarrassing the way we played in the first two games," Thomas said.',
+        "\"We're in the Stanley Cup finals, and it was a little bit embarrassing the way we played in the "
+        "first two games.",
+        "0",
+    ),
+    (
+        'In a statement, Mr. Rowland said: "As is the case with all appointees, Commissioner Anson is '
+        "accountable to me.",
+        '"As is the case with all appointees, Commissioner Anson is accountable to me," Rowland said.',
+        "1",
+    ),
+]
+
+
+def test_generic_pairs_tsv_keeps_quote_marks_one_pair_per_line(tmp_path: Path) -> None:
+    """A .tsv pairs file has no quoting: quote marks are text, and an unclosed one does not run on
+    into the next fields and lines."""
+    path = tmp_path / "pairs.tsv"
+    lines = ["sentence1\tsentence2\tlabel", *("\t".join(pair) for pair in MRPC_QUOTED)]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    assert detect_format(path) == "pairs"
+    rows = read_pairs(path)
+    assert len(rows) == len(MRPC_QUOTED)
+    assert [(r.s1, r.s2, r.label, r.line) for r in rows] == [
+        (s1, s2, label, line) for line, (s1, s2, label) in enumerate(MRPC_QUOTED, start=2)
+    ]
+
+
+def test_paws_x_chinese_pairs_tsv_keeps_quote_marks(tmp_path: Path) -> None:
+    """A real PAWS-X (Chinese) dev line whose first sentence opens with a quote mark."""
+    s1 = '"Ras" Abbi Addi 前进至卡萨岛，与中心的"Ras" Seyoum 汇合。'
+    s2 = "“拉斯”艾比·阿迪前进到了卡萨并与“拉斯”塞尤姆在中心汇合。"
+    path = tmp_path / "dev_2k.tsv"
+    path.write_text(f"id\tsentence1\tsentence2\tlabel\n6715\t{s1}\t{s2}\t1\n", encoding="utf-8")
+    rows = read_pairs(path)
+    assert [(r.s1, r.s2, r.label, r.line) for r in rows] == [(s1, s2, "1", 2)]
