@@ -8,6 +8,7 @@ operations run against the shared index through a read-only server; the write op
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,22 @@ def error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
     return None
 
 
-CHECKS = [not_a_server_error, error_shape]
+STATUSES: Counter[int] = Counter()  # every answer of this module's runs, for the summary line
+
+
+def tally(ctx: Any, response: Any, case: Any) -> bool | None:
+    STATUSES[response.status_code] += 1
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary() -> Iterator[None]:
+    yield
+    total = sum(STATUSES.values())
+    print(f"\nschemathesis: {total} requests, statuses {dict(sorted(STATUSES.items()))}")
+
+
+CHECKS = [not_a_server_error, error_shape, tally]
 
 
 class _FakeResponse:
@@ -121,6 +137,7 @@ def write_server(fresh_index: Path, tiny_model_dir: Path) -> Iterator[ThreadedSe
 
 
 def is_write(ctx: Any) -> bool:
+    """For a filter context or a case: both carry the operation."""
     return (ctx.operation.method.upper(), ctx.operation.path) in WRITES
 
 
@@ -134,3 +151,68 @@ def test_read_operations(case: Any, read_server: ThreadedServer) -> None:
 @HYPOTHESIS
 def test_write_operations(case: Any, write_server: ThreadedServer) -> None:
     case.call_and_validate(base_url=write_server.url, checks=CHECKS, timeout=30)
+
+
+# ------------------------------------------------------------------ auth on
+# The same operations against a service with API keys: with the write key every route behaves as
+# above; with a read-only key writes are 403; with no key everything but the public routes is 401.
+# Every answer is still never a 5xx and every 4xx the one error shape.
+WRITE_KEY, READ_KEY = "campaign-write-key", "campaign-read-key"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(
+    tiny_index: Path, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    import shutil
+
+    index = tmp_path_factory.mktemp("keyed") / "idx"
+    shutil.copytree(tiny_index, index)
+    settings = server_settings(index, tiny_model_dir, api_keys=WRITE_KEY, read_only_api_keys=READ_KEY)
+    with ThreadedServer(settings) as server:
+        yield server
+
+
+def _auth_status(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Without a key, only the public routes (and CORS preflights, OPTIONS) answer anything but 401."""
+    preflight = response.request.method == "OPTIONS"
+    if (
+        case.operation.path not in ("/health", "/ready", "/")
+        and not preflight
+        and response.status_code != 401
+    ):
+        raise AssertionError(
+            f"{case.operation.method} {case.operation.path}: {response.status_code} without a key"
+        )
+    return None
+
+
+def _read_key_cannot_write(ctx: Any, response: Any, case: Any) -> bool | None:
+    if is_write(case) and response.status_code < 400:
+        raise AssertionError(f"a read-only key wrote: {case.operation.method} {case.operation.path}")
+    return None
+
+
+@SCHEMA.parametrize()
+@HYPOTHESIS
+def test_every_operation_with_the_write_key(case: Any, keyed_server: ThreadedServer) -> None:
+    case.call_and_validate(
+        base_url=keyed_server.url, checks=CHECKS, timeout=30, headers={"Authorization": f"Bearer {WRITE_KEY}"}
+    )
+
+
+@SCHEMA.parametrize()
+@settings(HYPOTHESIS, max_examples=8)
+def test_every_operation_with_a_read_only_key(case: Any, keyed_server: ThreadedServer) -> None:
+    case.call_and_validate(
+        base_url=keyed_server.url,
+        checks=[*CHECKS, _read_key_cannot_write],
+        timeout=30,
+        headers={"Authorization": f"Bearer {READ_KEY}"},
+    )
+
+
+@SCHEMA.parametrize()
+@settings(HYPOTHESIS, max_examples=8)
+def test_every_operation_without_a_key_is_401(case: Any, keyed_server: ThreadedServer) -> None:
+    case.call_and_validate(base_url=keyed_server.url, checks=[*CHECKS, _auth_status], timeout=30)
