@@ -69,6 +69,9 @@ def merge_on_disk(trained: VectorIndex, shards: Iterable[tuple[int, np.ndarray]]
         merge_ondisk(trained.index, parts, str(ivfdata))
     lists = on_disk_lists(trained.index)
     lists.filename = IVFDATA_FILE  # bare: resolved in whatever folder opens the index
+    # The direct map made when ``trained`` was wrapped is empty and stale after the lists were
+    # replaced: save without one; the loading VectorIndex builds it from the merged lists.
+    ivf.set_direct_map_type(getattr(faiss, "DirectMap").NoMap)  # noqa: B009
     trained.save(folder / INDEX_FILE)
     # merge_ondisk keeps the parts mapped (it never frees their lists): their disk space comes
     # back when this process exits.

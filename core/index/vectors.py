@@ -125,6 +125,17 @@ class VectorIndex:
         self.factory = factory
         self.binary = isinstance(index, faiss.IndexBinary)
         self._lock = threading.Lock()
+        self._direct_map()
+
+    def _direct_map(self) -> None:
+        """An IVF index's id -> (list, offset) table, built here, when the index is wrapped (at
+        load, create or clone), never lazily on a search path: building it mutates the index,
+        and a FAISS search running beside that mutation is a data race. FAISS keeps it up to date
+        through add and remove, which run under the writer's lock."""
+        ivf = None if self.binary else _ivf(self.index)
+        direct_map: Any = getattr(faiss, "DirectMap")  # noqa: B009 - missing from faiss's stubs
+        if ivf is not None and ivf.direct_map.type == direct_map.NoMap:
+            ivf.set_direct_map_type(direct_map.Hashtable)
 
     @classmethod
     def create(cls, dim: int, factory: str = FLAT_FACTORY) -> VectorIndex:
@@ -204,6 +215,9 @@ class VectorIndex:
         refuse_if_on_disk(self.index, "delete vectors from")
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         with self._lock:
+            if _ivf(self.index) is not None:
+                # An IVF with its direct map removes through the map: FAISS takes only an array here.
+                return int(self.index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
             return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
 
     def search(
@@ -305,13 +319,7 @@ class VectorIndex:
             for row, key in enumerate(ids.tolist()):
                 codes[row] = self.index.reconstruct(key)
             return binary_to_float(codes, self.dim)
-        ivf = _ivf(self.index)
-        direct_map: Any = getattr(faiss, "DirectMap")  # noqa: B009 - missing from faiss's stubs
-        if ivf is not None and ivf.direct_map.type == direct_map.NoMap:
-            with self._lock:  # built once, on first use: an id -> (list, offset) hash table
-                if ivf.direct_map.type == direct_map.NoMap:
-                    ivf.set_direct_map_type(direct_map.Hashtable)
-        out: np.ndarray = self.index.reconstruct_batch(ids)
+        out: np.ndarray = self.index.reconstruct_batch(ids)  # IVF: its direct map exists since __init__
         return out
 
     def save(self, path: Path) -> None:

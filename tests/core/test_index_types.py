@@ -64,3 +64,25 @@ def test_untrained_add_is_a_clear_error() -> None:
     index = VectorIndex.create(32, "IVF8,Flat")
     with pytest.raises(InvalidInputError, match="must be trained"):
         index.add(np.arange(3), unit(3))
+
+
+@pytest.mark.parametrize("factory", ["IVF8,Flat", "IVF8,PQ4x8"])
+def test_ivf_direct_map_exists_before_any_search_and_survives_writes(tmp_path, factory: str) -> None:
+    """The id -> list table is built when the index is wrapped (create, load, clone), never lazily
+    beside a running search; add and remove keep it right."""
+    import faiss
+
+    from core.index.vectors import VectorIndex
+
+    x = np.random.default_rng(0).standard_normal((400, 16)).astype(np.float32)
+    v = VectorIndex.create(16, factory)
+    v.train(x)
+    v.add(np.arange(400), x)
+    no_map = faiss.DirectMap.NoMap
+    assert faiss.extract_index_ivf(v.index).direct_map.type != no_map
+    assert v.delete(np.array([3, 7, 9999])) == 2 and v.count == 398
+    v.save(tmp_path / "i.faiss")
+    loaded = VectorIndex.load(tmp_path / "i.faiss", factory)
+    assert faiss.extract_index_ivf(loaded.index).direct_map.type != no_map
+    np.testing.assert_allclose(loaded.reconstruct(np.array([399])), v.reconstruct(np.array([399])))
+    assert faiss.extract_index_ivf(v.clone().index).direct_map.type != no_map
