@@ -58,6 +58,7 @@ class _Job(Generic[X]):
     submitted: float
     deadline: float
     state: str = QUEUED  # changed under the batcher's count lock only
+    abandoned: bool = False  # its caller stopped waiting (deadline, cancel): never run it
 
 
 class MicroBatcher(Generic[X, R]):
@@ -159,6 +160,7 @@ class MicroBatcher(Generic[X, R]):
 
     def _drop(self, job: _Job[X]) -> None:
         """Take a job that has not started out of the admission counts; the worker skips it."""
+        job.abandoned = True  # also covers a job already taken but not yet run (gathered, carried)
         with self._count_lock:
             if job.state == QUEUED:
                 job.state = DROPPED
@@ -229,7 +231,10 @@ class MicroBatcher(Generic[X, R]):
             if first is None:
                 self._fail_pending()
                 return
-            jobs = self._gather(first)
+            # A caller may have gone while its job was gathered or carried: drop it here, unrun.
+            jobs = [job for job in self._gather(first) if not job.abandoned]
+            if not jobs:
+                continue
             started = time.perf_counter()
             inputs: list[X] = [x for job in jobs for x in job.inputs]
             try:

@@ -27,7 +27,9 @@ class CancelOnDisconnectMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        inbox: asyncio.Queue[Message] = asyncio.Queue()
+        # One message read ahead at most: a streamed body is still pulled at the app's pace, so
+        # the body limit (inside) stops it before it is buffered here.
+        inbox: asyncio.Queue[Message] = asyncio.Queue(maxsize=1)
         answered = False
         gone = False
 
@@ -43,12 +45,13 @@ class CancelOnDisconnectMiddleware:
             nonlocal gone
             while True:
                 message = await receive()
-                await inbox.put(message)
                 if message["type"] == "http.disconnect":
                     if not answered and not app_task.done():
                         gone = True
                         app_task.cancel()
+                    await inbox.put(message)
                     return
+                await inbox.put(message)
 
         listener = asyncio.ensure_future(listen())
         try:

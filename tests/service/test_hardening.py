@@ -321,3 +321,62 @@ def test_dot_ids_are_refused(make_client: MakeClient, fresh_index: Path, doc_id:
     client = make_client(fresh_index)
     put = client.put("/documents", json={"documents": [{"id": doc_id, "text": "t"}]})
     assert "not addressable" in assert_error_shape(put, 422)["message"]
+
+
+def test_the_disconnect_watcher_reads_at_most_one_message_ahead() -> None:
+    """A streamed body is pulled at the app's pace: an app that stops after its first chunk (as the
+    body limit does) leaves the rest unread, instead of the watcher buffering all of it."""
+    import asyncio
+
+    from service.disconnect import CancelOnDisconnectMiddleware
+
+    pulled = {"n": 0}
+
+    async def receive() -> dict[str, Any]:
+        pulled["n"] += 1
+        await asyncio.sleep(0)
+        return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()  # one chunk, then answer without reading on
+        await send({"type": "http.response.start", "status": 413, "headers": []})
+        for _ in range(50):
+            await asyncio.sleep(0)  # time for a greedy reader to run ahead
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/search"}
+    asyncio.run(CancelOnDisconnectMiddleware(app)(scope, receive, send))
+    assert sent[0]["status"] == 413 and pulled["n"] <= 3, pulled
+
+
+def test_the_disconnect_watcher_cancels_the_handler_of_a_gone_client() -> None:
+    import asyncio
+
+    from service.disconnect import CancelOnDisconnectMiddleware
+
+    messages = [{"type": "http.request", "body": b"{}", "more_body": False}, {"type": "http.disconnect"}]
+    state = {"cancelled": False}
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(0.05)
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        try:
+            await asyncio.sleep(10)  # a model call waiting in the queue
+        except asyncio.CancelledError:
+            state["cancelled"] = True
+            raise
+
+    async def send(message: Any) -> None:
+        raise AssertionError("nothing is sent to a gone client")
+
+    scope = {"type": "http", "method": "POST", "path": "/embed"}
+    asyncio.run(asyncio.wait_for(CancelOnDisconnectMiddleware(app)(scope, receive, send), 5))
+    assert state["cancelled"]
