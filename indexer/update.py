@@ -18,7 +18,6 @@ from core.errors import DataError
 from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import MutableIndex, UpdateResult
-from core.index.vectors import l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +62,6 @@ def add_corpus(
             nonlocal added, replaced
             docs = [r.doc for r in chunk]
             vectors = encoder.encode([d.text for d in docs], batch_size)
-            if not encoder.normalize:  # the index holds unit vectors: inner product == cosine
-                vectors = l2_normalise(vectors)
             result = target.upsert(docs, vectors, commit=False)
             added += result.added
             replaced += result.replaced

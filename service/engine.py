@@ -34,7 +34,7 @@ from core.index.doc_rules import id_problem, metadata_json, metadata_problem, te
 from core.index.doc_store import Document
 from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
-from core.index.vectors import l2_normalise
+from core.index.vectors import l2_normalise, unit_rows
 from core.precision import apply_precision
 from service.batcher import MicroBatcher
 from service.live_index import LiveIndex, WriteResult
@@ -287,7 +287,11 @@ class SearchEngine:
                 for v, q in zip(vectors, queries, strict=True)
             ]
 
-        hits = await asyncio.to_thread(run, self.index.current, encoded.embeddings)
+        snapshot = self.index.current
+        # Inner product is cosine only between unit vectors: the index holds them (its manifest
+        # says so), and the queries must be too, whatever the model folder's last module is.
+        queries_v = unit_rows(encoded.embeddings) if snapshot.manifest.normalized else encoded.embeddings
+        hits = await asyncio.to_thread(run, snapshot, queries_v)
         took = (time.perf_counter() - started) * 1000
         return [(h, bool(t)) for h, t in zip(hits, encoded.truncated, strict=True)], took
 

@@ -33,7 +33,7 @@ from core.index.folder import file_digest, load_vectors
 from core.index.manifest import Manifest, utc_now
 from core.index.ondisk import refusal
 from core.index.publish import replace_file, writer_lock
-from core.index.vectors import VectorIndex
+from core.index.vectors import VectorIndex, unit_rows
 from core.index.writer import IndexWriter
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,8 @@ class MutableIndex:
                 f"{self.manifest.dim}-d vectors (a different model?)"
             )
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # fail here, before any change
+        if self.manifest.normalized:  # the invariant, kept here for every writer (service, index add)
+            vectors = unit_rows(vectors)
         ids = [d.id for d in docs]
         if len(set(ids)) != len(ids):
             dupes = sorted({i for i in ids if ids.count(i) > 1})

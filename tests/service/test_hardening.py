@@ -380,3 +380,35 @@ def test_the_disconnect_watcher_cancels_the_handler_of_a_gone_client() -> None:
     scope = {"type": "http", "method": "POST", "path": "/embed"}
     asyncio.run(asyncio.wait_for(CancelOnDisconnectMiddleware(app)(scope, receive, send), 5))
     assert state["cancelled"]
+
+
+def test_online_writes_store_unit_vectors_with_a_model_that_does_not_normalise(
+    tmp_path: Path, tiny_model_dir: Path, tiny_corpus: Path
+) -> None:
+    """The manifest says the vectors are unit vectors; the build normalised them, and so must the
+    service's upsert path, whatever the model folder's last module is."""
+    import numpy as np
+
+    from core.encoder import Encoder
+    from core.index.folder import IndexFolder
+    from indexer.build import BuildConfig, build_index
+
+    raw_model = tmp_path / "no-normalize"
+    encoder = Encoder.load(tiny_model_dir, "cpu")
+    encoder.normalize = False
+    encoder.save(raw_model)
+    assert not (raw_model / "2_Normalize").exists()
+    index = tmp_path / "idx"
+    build_index(BuildConfig(model=str(raw_model), corpus=str(tiny_corpus), output=str(index), progress=False))
+    with TestClient(create_app(_settings(index, raw_model))) as client:
+        put = client.put("/documents", json={"documents": [{"id": "online", "text": "a new cooking text"}]})
+        assert put.status_code == 200, put.text
+        hit = client.post("/search", json={"query": "a new cooking text", "k": 1}).json()["hits"][0]
+    assert hit["id"] == "online" and abs(hit["score"] - 1.0) < 1e-3  # cosine of a text with itself
+    folder = IndexFolder.open(index)
+    try:
+        iid = folder.store.live_iids(["online"])["online"]
+        norm = float(np.linalg.norm(folder.vectors.reconstruct(np.array([iid]))))
+    finally:
+        folder.close()
+    assert abs(norm - 1.0) < 1e-5, norm
