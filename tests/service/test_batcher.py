@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -120,6 +121,19 @@ def test_a_failing_model_call_fails_its_requests_and_the_worker_survives() -> No
         batcher.close()
 
 
+def gated() -> tuple[threading.Event, list[str], Callable[[list[str]], list[str]]]:
+    """A model call held on a gate (up to 5 s), recording every input it was asked to run."""
+    gate = threading.Event()
+    seen: list[str] = []
+
+    def blocked(xs: list[str]) -> list[str]:
+        gate.wait(5)
+        seen.extend(xs)
+        return xs
+
+    return gate, seen, blocked
+
+
 def test_admission_counts_inputs_not_requests() -> None:
     """Two requests of 3 texts fill a 6-input queue: the next one is refused, though only two
     requests wait; a lone request bigger than the budget is still admitted (it could never run)."""
@@ -155,14 +169,7 @@ def test_admission_counts_inputs_not_requests() -> None:
 def test_a_request_past_its_deadline_is_503_and_never_runs() -> None:
     from core.errors import DeadlineError
 
-    gate = threading.Event()
-    seen: list[str] = []
-
-    def blocked(xs: list[str]) -> list[str]:
-        gate.wait(5)
-        seen.extend(xs)
-        return xs
-
+    gate, seen, blocked = gated()
     batcher, _ = make(run=blocked, max_batch=1, timeout_s=0.2)
 
     async def main() -> None:
@@ -188,14 +195,7 @@ def test_a_request_past_its_deadline_is_503_and_never_runs() -> None:
 
 
 def test_a_cancelled_request_is_dropped_before_it_runs() -> None:
-    gate = threading.Event()
-    seen: list[str] = []
-
-    def blocked(xs: list[str]) -> list[str]:
-        gate.wait(5)
-        seen.extend(xs)
-        return xs
-
+    gate, seen, blocked = gated()
     batcher, _ = make(run=blocked, max_batch=1)
 
     async def main() -> None:
