@@ -38,10 +38,10 @@ from tqdm import tqdm
 
 from core.corpus import CorpusRow, read_corpus
 from core.encoder import Encoder
-from core.errors import DataError, IndexFormatError, InvalidInputError
+from core.errors import DataError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import INDEX_FILE, file_digest
-from core.index.manifest import MANIFEST, Manifest
+from core.index.manifest import MANIFEST, Manifest, next_generation
 from core.index.ondisk import IVFDATA_FILE
 from core.index.publish import fsync_path, publish, replace_file, work_dir, writer_lock
 from core.index.vectors import VectorIndex, l2_normalise, plan_index
@@ -299,7 +299,7 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
     pending = work_dir(output, "building")
     if cfg.resume and _completed(pending, key, cfg):
         manifest = Manifest.read(pending)
-        manifest.generation = _next_generation(output)  # the output may have moved on meanwhile
+        manifest.generation = next_generation(output)  # the output may have moved on meanwhile
         manifest.write(pending)
         publish(pending, output)
         return BuildReport(manifest, manifest.count, [], time.perf_counter() - started, manifest.count)
@@ -409,13 +409,6 @@ def _embed_chunk(
     work.add_chunk(docs, vectors)
 
 
-def _next_generation(output: Path) -> int:
-    try:
-        return Manifest.read(output).generation + 1
-    except IndexFormatError:
-        return 1
-
-
 def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Manifest:
     total = work.state["rows_done"]
     budget = cfg.memory_budget_mb * 2**20 if cfg.memory_budget_mb else None
@@ -443,7 +436,7 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
             vectors.add(np.arange(start, start + len(arr), dtype=np.int64), np.asarray(arr, dtype=np.float32))
         vectors.save(index_path)
     fsync_path(index_path)
-    generation = _next_generation(output)
+    generation = next_generation(output)
     manifest = Manifest(
         model_fingerprint=encoder.fingerprint or "",
         dim=encoder.dim,

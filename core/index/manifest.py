@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.errors import IndexFormatError, IndexMismatchError
+from core.index.publish import replace_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -49,19 +49,13 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def write(self, folder: Path) -> None:
-        """Write via a temporary file, fsync, rename: a reader never sees half a manifest."""
+        """Write via a temporary file, fsync, rename (core.index.publish.replace_file): a reader
+        never sees half a manifest, and the rename survives a power loss."""
         tmp = folder / f".{MANIFEST}.tmp"
         with tmp.open("w", encoding="utf-8") as fh:
             json.dump(dataclasses.asdict(self), fh, indent=2, sort_keys=True)
             fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / MANIFEST)
-        fd = os.open(folder, os.O_RDONLY)  # the rename itself must survive a power loss
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        replace_file(tmp, folder / MANIFEST)
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
@@ -100,3 +94,13 @@ class Manifest:
                 f"({self.model_dir}) but the loaded model is {model_fingerprint[:12]}; "
                 "rebuild the index or pass the matching --model"
             )
+
+
+def next_generation(folder: Path) -> int:
+    """The generation the next publish into ``folder`` gets: the published one plus one, or 1
+    for a folder with no index yet. The one rule every writer (build, compact, online writes,
+    ``index add``) uses, so that generations only grow whatever wrote last."""
+    try:
+        return Manifest.read(folder).generation + 1
+    except IndexFormatError:
+        return 1

@@ -9,10 +9,10 @@ from types import TracebackType
 
 import numpy as np
 
-from core.errors import IndexFormatError, InvalidInputError
+from core.errors import InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import INDEX_FILE, file_digest
-from core.index.manifest import Manifest
+from core.index.manifest import Manifest, next_generation
 from core.index.publish import publish, staging_dir
 from core.index.vectors import FLAT_FACTORY, VectorIndex
 
@@ -30,10 +30,7 @@ class IndexWriter:
         self.staging = staging_dir(self.output)
         self.vectors = VectorIndex.create(manifest.dim, factory)
         self.manifest.faiss_factory = factory
-        try:
-            self.manifest.generation = Manifest.read(self.output).generation + 1
-        except IndexFormatError:
-            self.manifest.generation = 1
+        self.manifest.generation = next_generation(self.output)  # a rebuild is the next generation
         self.store = DocStore(self.staging / DOCS_FILE)
         self._next_iid = 0
 

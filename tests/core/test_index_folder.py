@@ -381,3 +381,10 @@ def test_writer_lock_sweeps_debris_of_killed_writers(tmp_path: Path) -> None:
         ".other.staging-keep",
         "idx",
     ]
+
+
+def test_next_generation_is_the_published_one_plus_one(tmp_path: Path, tiny_index: Path) -> None:
+    from core.index.manifest import Manifest, next_generation
+
+    assert next_generation(tmp_path / "nothing-here") == 1
+    assert next_generation(tiny_index) == Manifest.read(tiny_index).generation + 1
