@@ -183,6 +183,11 @@ class DocStore:
         rows = self._rows(sql, [*params, self._gen(), self._gen()])
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def live_iid_array(self) -> np.ndarray:
+        """Int ids of every live row at the pinned generation, sorted."""
+        rows = self._rows(f"SELECT iid FROM docs WHERE {_LIVE} ORDER BY iid", {"g": self._gen()})
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
     def count(self) -> int:
         return int(self._rows(f"SELECT COUNT(*) FROM docs WHERE {_LIVE}", {"g": self._gen()})[0][0])
 

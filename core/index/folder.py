@@ -79,6 +79,12 @@ class IndexFolder:
         self.store = store
         self._lexical: LexicalIndex | None = None
         self._lexical_lock = threading.Lock()
+        # HNSW cannot remove: its deleted vectors stay until compact. Their ids are worked out
+        # here, once, and every search makes FAISS skip them (an id selector), so a search costs
+        # the same however many there are, instead of over-fetching k + tombstones.
+        self.dead = np.empty(0, np.int64)
+        if manifest.tombstones:
+            self.dead = np.setdiff1d(vectors.ids(), store.live_iid_array(), assume_unique=True)
 
     @classmethod
     def open(cls, path: str | Path) -> IndexFolder:
@@ -121,8 +127,8 @@ class IndexFolder:
         params: dict[str, Any] | None = None,
         where: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
-        """Top-k hits per query. Vectors whose document is deleted (HNSW tombstones) are skipped,
-        and the search over-fetches by the tombstone count so that k live hits still come back.
+        """Top-k hits per query. Vectors whose document is deleted (HNSW tombstones) are skipped
+        inside FAISS (see ``dead``), so k live hits come back whenever k documents are live.
         ``where``: a metadata filter (see :meth:`DocStore.matching_iids`); k hits come back
         whenever k documents match."""
         merged = self._params(params)
@@ -133,8 +139,7 @@ class IndexFolder:
                 scores, ids = self._ranked_filtered(q, k, merged, matches)
                 out.append(self._hits(scores[None], ids[None], k)[0])
             return out
-        fetch = min(self.vectors.count, k + self.manifest.tombstones)
-        scores, ids = self.vectors.search(queries, fetch, merged)
+        scores, ids = self.vectors.search(queries, k, merged, self.dead)
         return self._hits(scores, ids, k)
 
     def _params(self, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -165,21 +170,20 @@ class IndexFolder:
         if matches is not None:
             d_iids = self._ranked_filtered(query, n, merged, matches)[1]
         else:
-            fetch = min(self.vectors.count, n + self.manifest.tombstones)
-            d_iids = self.vectors.search(query.reshape(1, -1), fetch, merged)[1][0]
+            d_iids = self.vectors.search(query.reshape(1, -1), n, merged, self.dead)[1][0]
             d_iids = d_iids[d_iids >= 0]
         lexical = self.lexical()
         bm25 = lexical.search([text], n, matches)[0]
         if alpha is None:
-            fused = rrf([d_iids, bm25.iids], n + self.manifest.tombstones)
+            fused = rrf([d_iids, bm25.iids], n)
         else:
             union = np.unique(np.concatenate([d_iids, bm25.iids]))
             if len(union) == 0:
                 return []
             dense = self.vectors.reconstruct(union) @ query.reshape(-1)
-            fused = mix(union, dense, lexical.scores_for(text, union), alpha, n + self.manifest.tombstones)
-        keep = k + self.manifest.tombstones  # the rest would be fetched from SQLite for nothing
-        return self._hits(fused.scores[None, :keep], fused.iids[None, :keep], k)[0]
+            fused = mix(union, dense, lexical.scores_for(text, union), alpha, n)
+        # Both candidate lists hold live ids only: the top k is all that is read from SQLite.
+        return self._hits(fused.scores[None, :k], fused.iids[None, :k], k)[0]
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
@@ -210,10 +214,10 @@ class IndexFolder:
         if len(matches) > EXACT_FILTER_LIMIT:
             total = self.vectors.count
             factor = 2 * total / len(matches)
-            fetch = min(total, math.ceil(k * factor) + self.manifest.tombstones)
+            fetch = min(total, math.ceil(k * factor))
             while True:
                 widened = self.vectors.widen(params, factor)
-                scores, ids = self.vectors.search(query, fetch, widened)
+                scores, ids = self.vectors.search(query, fetch, widened, self.dead)
                 keep = np.isin(ids[0], matches)
                 if keep.sum() >= k or (fetch >= total and widened == params):
                     break

@@ -237,18 +237,29 @@ class VectorIndex:
             return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
 
     def search(
-        self, queries: np.ndarray, k: int, params: dict[str, Any] | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        params: dict[str, Any] | None = None,
+        exclude: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query; missing slots have id -1. ``params``: nprobe /
-        ef_search / rescore_multiplier."""
+        ef_search / rescore_multiplier. ``exclude``: sorted ids FAISS must skip while it searches
+        (HNSW's tombstones), through an id selector: no over-fetch that grows with them."""
         queries = self._check(queries)
         k = max(1, min(int(k), max(self.count, 1)))
-        if self.binary:
+        if self.binary:  # removes for real: never has tombstones
             return self._search_binary(queries, k, (params or {}).get("rescore_multiplier"))
-        sp = self._search_params(params or {})
-        if sp is None:
-            return self.index.search(queries, k)
-        return self.index.search(queries, k, params=sp)
+        skip = exclude is not None and len(exclude) > 0
+        sp = self._search_params(params or {}, generic=skip)
+        if not skip:
+            return self.index.search(queries, k) if sp is None else self.index.search(queries, k, params=sp)
+        excluded = np.ascontiguousarray(exclude, dtype=np.int64)
+        batch = faiss.IDSelectorBatch(excluded)
+        sp.sel = faiss.IDSelectorNot(batch)  # a fresh params object per call: FAISS mutates it
+        scores, ids = self.index.search(queries, k, params=sp)
+        del batch  # kept alive until the search returned (SWIG does not own it)
+        return scores, ids
 
     def _search_binary(self, queries: np.ndarray, k: int, multiplier: Any) -> tuple[np.ndarray, np.ndarray]:
         """Hamming top ``multiplier * k``, rescored by query . sign(doc) / sqrt(dim): the cosine
@@ -307,15 +318,29 @@ class VectorIndex:
         nprobe = int(params.get("nprobe") or ivf.nprobe)
         return {**params, "nprobe": max(1, min(int(ivf.nlist), math.ceil(nprobe * factor)))}
 
-    def _search_params(self, params: dict[str, Any]) -> Any:
+    def _search_params(self, params: dict[str, Any], generic: bool = False) -> Any:
+        """FAISS search parameters for ``params``; with ``generic``, always an object (one that a
+        selector can be set on), of the index's own kind."""
         nprobe, ef = params.get("nprobe"), params.get("ef_search")
         # Built through getattr: faiss's bundled stubs lag its SWIG classes.
         params_cls: Any = None
-        if _ivf(self.index) is not None and nprobe:
-            params_cls, kwargs = getattr(faiss, "SearchParametersIVF"), {"nprobe": int(nprobe)}  # noqa: B009
-        elif _hnsw(self.index) is not None and ef:
-            params_cls, kwargs = getattr(faiss, "SearchParametersHNSW"), {"efSearch": int(ef)}  # noqa: B009
+        kwargs: dict[str, int] = {}
+        if _ivf(self.index) is not None and (nprobe or generic):
+            params_cls = getattr(faiss, "SearchParametersIVF")  # noqa: B009
+            kwargs = {"nprobe": int(nprobe or _ivf(self.index).nprobe)}
+        elif _hnsw(self.index) is not None and (ef or generic):
+            params_cls = getattr(faiss, "SearchParametersHNSW")  # noqa: B009
+            kwargs = {"efSearch": int(ef or _hnsw(self.index).hnsw.efSearch)}
+        elif generic:
+            params_cls = getattr(faiss, "SearchParameters")  # noqa: B009
         return params_cls(**kwargs) if params_cls is not None else None
+
+    def ids(self) -> np.ndarray:
+        """Every id stored in the index (an IDMap2's table), for telling tombstones apart."""
+        id_map = getattr(self.index, "id_map", None)
+        if id_map is None:
+            raise InvalidInputError(f"the {self.factory} index keeps no id table")
+        return np.asarray(faiss.vector_to_array(id_map), dtype=np.int64)
 
     def clone(self) -> VectorIndex:
         """A deep copy: a writer mutates the copy while readers keep searching the original."""

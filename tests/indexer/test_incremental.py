@@ -217,3 +217,38 @@ def test_update_with_a_reader_open_and_noop_delete(
         assert reader.get(tiny_docs[0]["id"]) is not None  # the reader still sees its generation
     finally:
         reader.close()
+
+
+def test_hnsw_tombstones_are_skipped_inside_faiss_without_over_fetch(tmp_path: Path) -> None:
+    """HNSW keeps deleted vectors until compact; searches (plain, filtered, hybrid) skip them
+    through an id selector and ask FAISS for k, not k + tombstones."""
+    out = tmp_path / "idx"
+    manifest = Manifest(model_fingerprint="x" * 64, dim=DIM, normalized=True, count=0, max_seq_length=8)
+    with IndexWriter(out, manifest, "IDMap2,HNSW32") as writer:
+        docs = [Document(f"k{i}", f"word{i} common", {"even": i % 2 == 0}) for i in range(40)]
+        writer.add(docs, np.vstack([_vec(i, 0) for i in range(40)]))
+        writer.commit()
+    with MutableIndex(out) as index:
+        index.delete([f"k{i}" for i in range(30)])  # 30 tombstones, 10 live
+    folder = IndexFolder.open(out)
+    asked: list[int] = []
+    real = folder.vectors.search
+
+    def spy(queries: np.ndarray, k: int, params: Any = None, exclude: Any = None) -> Any:
+        asked.append(k)
+        return real(queries, k, params, exclude)
+
+    folder.vectors.search = spy  # type: ignore[method-assign]
+    try:
+        assert folder.manifest.tombstones == 30 and len(folder.dead) == 30
+        live = {f"k{i}" for i in range(30, 40)}
+        hits = folder.search(_vec(3, 0)[None, :], 5)[0]  # the query is a deleted doc's own vector
+        assert len(hits) == 5 and {h.id for h in hits} <= live and asked == [5]
+        everything = folder.search(_vec(35, 0)[None, :], 10)[0]
+        assert {h.id for h in everything} == live and everything[0].id == "k35"
+        hybrid = folder.search_hybrid(_vec(3, 0), "word3 common", 4)
+        assert len(hybrid) == 4 and {h.id for h in hybrid} <= live
+        evens = folder.search(_vec(3, 0)[None, :], 3, where={"even": True})[0]
+        assert len(evens) == 3 and all(h.metadata["even"] and h.id in live for h in evens)
+    finally:
+        folder.close()
