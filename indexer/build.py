@@ -299,7 +299,9 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
     pending = work_dir(output, "building")
     if cfg.resume and _completed(pending, key, cfg):
         manifest = Manifest.read(pending)
-        manifest.generation = next_generation(output)  # the output may have moved on meanwhile
+        manifest.generation = next_generation(
+            output, replacing=True
+        )  # the output may have moved on meanwhile
         manifest.write(pending)
         publish(pending, output)
         return BuildReport(manifest, manifest.count, [], time.perf_counter() - started, manifest.count)
@@ -436,7 +438,7 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
             vectors.add(np.arange(start, start + len(arr), dtype=np.int64), np.asarray(arr, dtype=np.float32))
         vectors.save(index_path)
     fsync_path(index_path)
-    generation = next_generation(output)
+    generation = next_generation(output, replacing=True)
     manifest = Manifest(
         model_fingerprint=encoder.fingerprint or "",
         dim=encoder.dim,

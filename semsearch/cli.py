@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from core.errors import DataError, InvalidInputError, SemsearchError
 from semsearch import cli_eval, cli_index, cli_serve, cli_train
@@ -63,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from core.index.publish import as_disk_full
 
-        full = as_disk_full(exc)
+        target = getattr(args, "index", None) or getattr(args, "output", None)
+        folder = Path(target).expanduser().parent if isinstance(target, str | Path) else None
+        full = as_disk_full(exc, "the write", folder)
         if full is None:
             raise
         print(f"semsearch: error: {full.message}", file=sys.stderr)

@@ -116,6 +116,7 @@ class MicroBatcher(Generic[X, R]):
         if self._closed:
             raise NotReadyError(f"the {self.name} worker is shutting down")
         n = len(inputs)
+        tokens = sum(self._tokens(x) for x in inputs)  # before the counts: a failure leaks none
         with self._count_lock:
             over_inputs = (
                 self.max_queue_inputs is not None
@@ -133,40 +134,40 @@ class MicroBatcher(Generic[X, R]):
             self._inflight += 1
         loop = asyncio.get_running_loop()
         now = time.perf_counter()
-        job = _Job(
-            inputs,
-            sum(self._tokens(x) for x in inputs),
-            loop,
-            loop.create_future(),
-            now,
-            now + self.timeout_s,
-        )
+        job = _Job(inputs, tokens, loop, loop.create_future(), now, now + self.timeout_s)
         self._queue.put(job)
         try:
-            result = cast(R, await asyncio.wait_for(job.future, self.timeout_s))
-        except TimeoutError:
-            self._drop(job)
-            raise DeadlineError(
-                f"waited {self.timeout_s:g} s for the {self.name} model (the queue deadline); try again",
-                retry_after_s=max(1.0, self.timeout_s / 2),
-            ) from None
+            # The deadline bounds the WAIT for the model, not the model call: a job the worker
+            # has taken runs to its end and is answered (a large valid request must be able to
+            # succeed however long its own forward pass takes).
+            done, _ = await asyncio.wait({job.future}, timeout=self.timeout_s)
+            if not done and self._drop(job):
+                raise DeadlineError(
+                    f"waited {self.timeout_s:g} s for the {self.name} model (the queue deadline); try again",
+                    retry_after_s=max(1.0, self.timeout_s / 2),
+                )
+            result = cast(R, await job.future)
         except asyncio.CancelledError:  # the caller went away: its work is not run
             self._drop(job)
+            job.abandoned = True  # gathered or carried but not yet run: the worker skips it too
             raise
         finally:
             with self._count_lock:
                 self._inflight -= 1
         return result
 
-    def _drop(self, job: _Job[X]) -> None:
-        """Take a job that has not started out of the admission counts; the worker skips it."""
-        job.abandoned = True  # also covers a job already taken but not yet run (gathered, carried)
+    def _drop(self, job: _Job[X]) -> bool:
+        """Take a job that is still queued out of the admission counts (the worker then skips
+        it); returns whether it was. A job already taken is left to run."""
         with self._count_lock:
-            if job.state == QUEUED:
-                job.state = DROPPED
-                self._waiting -= 1
-                self._waiting_inputs -= len(job.inputs)
-                self.dropped += 1
+            if job.state != QUEUED:
+                return False
+            job.state = DROPPED
+            job.abandoned = True
+            self._waiting -= 1
+            self._waiting_inputs -= len(job.inputs)
+            self.dropped += 1
+            return True
 
     def close(self) -> None:
         self._closed = True

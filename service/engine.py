@@ -8,6 +8,7 @@ is thread-safe and the snapshot it reads is never mutated (see :mod:`service.liv
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -196,11 +197,13 @@ class SearchEngine:
             return
         limit = self.settings.max_response_bytes
         total = 0
-        for hit in hits:
+        for hit in hits:  # measured as JSON: escapes count, and so do ids
+            total += len(hit.id) + 40
             if "text" in include:
-                total += len(hit.text.encode("utf-8", "replace"))
+                total += len(json.dumps(hit.text, ensure_ascii=False).encode("utf-8", "replace"))
             if "metadata" in include and hit.metadata:
-                total += len(metadata_json(hit.metadata).encode("utf-8", "replace"))
+                # allow_nan: an index built before the store's rules may hold NaN (answered as null)
+                total += len(json.dumps(hit.metadata, ensure_ascii=False).encode("utf-8", "replace"))
             if total > limit:
                 raise PayloadTooLargeError(
                     f"the hits' texts and metadata exceed {limit} bytes (SEMSEARCH_MAX_RESPONSE_BYTES): "

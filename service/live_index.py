@@ -161,6 +161,7 @@ class LiveIndex:
 
     def _commit(self, batch: list[_Write]) -> None:
         answers: list[tuple[_Write, WriteResult | BaseException]] = []
+        published: int | None = None  # set at the commit point: from then on the writes stand
         try:
             with self._swap_lock, self._open_writer() as index:
                 self._check(index.manifest)
@@ -169,24 +170,36 @@ class LiveIndex:
                         answers.append((write, self._apply(index, write)))
                     except SemsearchError as exc:  # this write is invalid; the others go on
                         answers.append((write, exc))
-                generation = index.commit()
+                published = index.commit()
                 fresh = IndexFolder(
                     self.path,
                     index.manifest,
                     index.vectors,
-                    DocStore(self.path / DOCS_FILE, readonly=True, generation=generation),
+                    DocStore(self.path / DOCS_FILE, readonly=True, generation=published),
                 )
             self._swap(fresh)
-        except BaseException as exc:  # nothing was published: every write in the group fails
-            log.warning("online update of %s failed: %s", self.path, exc)
-            failure: BaseException = as_disk_full(exc, "the online write") or exc
-            answers = [(w, failure) for w in batch]
+        except BaseException as exc:
+            if published is None:  # nothing was published: every write in the group fails
+                log.warning("online update of %s failed: %s", self.path, exc)
+                failure: BaseException = as_disk_full(exc, "the online write", self.path) or exc
+                answers = [(w, failure) for w in batch]
+            else:  # published and durable: answered as done; the snapshot is reopened from disk
+                log.error(
+                    "generation %d of %s is published but its snapshot failed: %s", published, self.path, exc
+                )
+                self._reopen_after(published)
         for write, answer in answers:
             if isinstance(answer, WriteResult):
-                answer.generation = self.current.manifest.generation
+                answer.generation = max(self.current.manifest.generation, published or 0)
                 write.loop.call_soon_threadsafe(_resolve, write.future, answer, None)
             else:
                 write.loop.call_soon_threadsafe(_resolve, write.future, None, answer)
+
+    def _reopen_after(self, generation: int) -> None:
+        try:
+            self.reload(force=True)
+        except Exception as exc:  # the poller (RELOAD_INTERVAL_S) or /admin/reload tries again
+            log.error("could not reopen %s at generation %d: %s", self.path, generation, exc)
 
     @staticmethod
     def _apply(index: MutableIndex, write: _Write) -> WriteResult:

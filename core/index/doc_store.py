@@ -27,6 +27,7 @@ import numpy as np
 
 from core.errors import IndexFormatError
 from core.index.doc_rules import metadata_json
+from core.index.publish import as_disk_full
 
 DOCS_FILE = "docs.sqlite"
 SCHEMA_VERSION = 2
@@ -105,6 +106,9 @@ class DocStore:
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
             self.close()
+            full = as_disk_full(exc, f"opening {path.name} for writing", path.parent)
+            if full is not None:  # a full disk is not a damaged store
+                raise full from exc
             raise IndexFormatError(f"{path}: not a semsearch document store ({exc})") from exc
         if version is None or int(version[0]) != SCHEMA_VERSION:
             self.close()

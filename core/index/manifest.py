@@ -96,11 +96,20 @@ class Manifest:
             )
 
 
-def next_generation(folder: Path) -> int:
+def next_generation(folder: Path, replacing: bool = False) -> int:
     """The generation the next publish into ``folder`` gets: the published one plus one, or 1
     for a folder with no index yet. The one rule every writer (build, compact, online writes,
-    ``index add``) uses, so that generations only grow whatever wrote last."""
+    ``index add``) uses, so that generations only grow whatever wrote last.
+
+    An unreadable manifest is an error for a writer that updates the folder in place (it must
+    never step back to 1). A writer ``replacing`` the whole folder (a build, a compaction) starts
+    again at 1 over it: that is how a broken index is repaired, and readers tell publications
+    apart by creation time as well."""
+    if not (folder / MANIFEST).exists():
+        return 1
     try:
         return Manifest.read(folder).generation + 1
     except IndexFormatError:
-        return 1
+        if replacing:
+            return 1
+        raise

@@ -25,15 +25,31 @@ from core.errors import DiskFullError, IndexBusyError
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # How a full disk reads when it does not come as an OSError: SQLite's SQLITE_FULL, and FAISS's
 # C++ writer, whose fwrite failure is a RuntimeError carrying strerror's text.
+_NEARLY_FULL_BYTES = 1 << 20  # under 1 MiB free: an I/O error while writing is the disk filling
 _FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
-def as_disk_full(exc: BaseException, what: str = "the write") -> DiskFullError | None:
+def _nearly_full(folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _NEARLY_FULL_BYTES
+
+
+def as_disk_full(
+    exc: BaseException, what: str = "the write", folder: Path | None = None
+) -> DiskFullError | None:
     """``exc`` as a :class:`DiskFullError` when it (or its cause) is the disk or quota running
-    out, else None. One place for the ways a full disk shows up, for every writer."""
+    out, else None. One place for the ways a full disk shows up, for every writer. SQLite in WAL
+    mode reports a full disk as SQLITE_FULL, or as an I/O error (SQLITE_IOERR_SHMSIZE, _WRITE,
+    _FSYNC, ...) when the shared-memory or WAL file cannot grow: an I/O error counts as a full
+    disk when ``folder``'s file system is (nearly) out of space."""
     seen: BaseException | None = exc
     for _ in range(5):  # the exception and its causes
         if seen is None:
@@ -43,6 +59,9 @@ def as_disk_full(exc: BaseException, what: str = "the write") -> DiskFullError |
         full = isinstance(seen, OSError) and seen.errno in _FULL_ERRNOS
         if not full and isinstance(seen, sqlite3.Error | RuntimeError | OSError):
             full = any(text in str(seen).lower() for text in _FULL_TEXTS)
+        if not full and isinstance(seen, sqlite3.Error):
+            name = str(getattr(seen, "sqlite_errorname", ""))
+            full = name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and _nearly_full(folder))
         if full:
             return DiskFullError(
                 f"{what} failed: the disk is full (nothing of it was published; free space and retry)"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,10 +365,31 @@ class VectorIndex:
         return out
 
     def save(self, path: Path) -> None:
-        if self.binary:
-            faiss.write_index_binary(self.index, str(path))
-        else:
-            faiss.write_index(self.index, str(path))
+        """Write the index to ``path`` through Python's file object. FAISS's own file writer
+        reports a failed close (a disk that filled in its last block) only on stderr and raises
+        nothing, leaving a truncated file that would then be hashed and published; here every
+        write and the close raise their OSError (ENOSPC included)."""
+        failures: list[OSError] = []
+        with path.open("wb") as fh:
+
+            def write(chunk: bytes) -> int:
+                try:
+                    fh.write(chunk)
+                except OSError as exc:  # kept: the last chunk is written from a C++ destructor,
+                    failures.append(exc)  # which cannot raise
+                    raise
+                return len(chunk)
+
+            writer = getattr(faiss, "PyCallbackIOWriter")(write)  # noqa: B009 - missing from the stubs
+            if self.binary:
+                faiss.write_index_binary(self.index, writer)
+            else:
+                faiss.write_index(self.index, writer)
+            del writer  # flushes FAISS's buffer into ``fh``
+            if failures:
+                raise failures[0]
+            fh.flush()
+            os.fsync(fh.fileno())  # a full disk shows here at the latest, not after the publish
 
     @classmethod
     def load(cls, path: Path, factory: str | None = None) -> VectorIndex:

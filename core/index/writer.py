@@ -30,7 +30,9 @@ class IndexWriter:
         self.staging = staging_dir(self.output)
         self.vectors = VectorIndex.create(manifest.dim, factory)
         self.manifest.faiss_factory = factory
-        self.manifest.generation = next_generation(self.output)  # a rebuild is the next generation
+        self.manifest.generation = next_generation(
+            self.output, replacing=True
+        )  # a rebuild is the next generation
         self.store = DocStore(self.staging / DOCS_FILE)
         self._next_iid = 0
 

@@ -50,9 +50,9 @@ async def search(body: SearchRequest, engine: EngineDep) -> SearchResponse:
     started = time.perf_counter()
     where = filter_to_where(body.filter)
     reranker = engine.require_reranker() if body.rerank else None
-    if reranker is not None:
-        engine.check_pairs(body.rerank_k, "rerank_k candidates")
     k = engine.check_k(body.k)
+    if reranker is not None:  # every fetched candidate is scored: max(k, rerank_k) pairs
+        engine.check_pairs(max(k, body.rerank_k), "candidates (max of k and rerank_k)")
     include = body.included()
     fetch = max(k, body.rerank_k) if reranker else k  # the reranker re-scores rerank_k candidates
     if body.alpha is not None and not body.hybrid:

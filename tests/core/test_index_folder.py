@@ -388,3 +388,24 @@ def test_next_generation_is_the_published_one_plus_one(tmp_path: Path, tiny_inde
 
     assert next_generation(tmp_path / "nothing-here") == 1
     assert next_generation(tiny_index) == Manifest.read(tiny_index).generation + 1
+
+
+def test_disk_full_is_recognised_however_it_shows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import errno
+    import sqlite3
+
+    from core.errors import DiskFullError
+    from core.index import publish
+
+    assert isinstance(publish.as_disk_full(OSError(errno.ENOSPC, "No space left on device")), DiskFullError)
+    assert isinstance(
+        publish.as_disk_full(sqlite3.OperationalError("database or disk is full")), DiskFullError
+    )
+    io = sqlite3.OperationalError("disk I/O error")
+    io.sqlite_errorname = "SQLITE_IOERR_SHMSIZE"  # type: ignore[attr-defined]
+    assert publish.as_disk_full(io, folder=tmp_path) is None  # an I/O error with space left is not
+    monkeypatch.setattr(publish, "_nearly_full", lambda folder: True)
+    wrapped = RuntimeError("while opening")
+    wrapped.__cause__ = io
+    assert isinstance(publish.as_disk_full(wrapped, folder=tmp_path), DiskFullError)
+    assert publish.as_disk_full(OSError(errno.EACCES, "Permission denied"), folder=tmp_path) is None

@@ -412,3 +412,17 @@ def test_online_writes_store_unit_vectors_with_a_model_that_does_not_normalise(
     finally:
         folder.close()
     assert abs(norm - 1.0) < 1e-5, norm
+
+
+def test_an_older_index_holding_nan_metadata_still_answers(
+    make_client: MakeClient, fresh_index: Path
+) -> None:
+    """Builds before the store's rules could store NaN (json.dumps' default): searches returning
+    such a document answer 200 (NaN as null), not 500."""
+    with sqlite3.connect(fresh_index / "docs.sqlite") as db:
+        db.execute("UPDATE docs SET metadata = ? WHERE id = ?", ('{"x": NaN}', "cooking-0"))
+    db.close()
+    client = make_client(fresh_index)
+    resp = client.post("/search", json={"query": "cooking", "k": 50})
+    assert resp.status_code == 200, resp.text
+    assert {"x": None} in [h["metadata"] for h in resp.json()["hits"]]

@@ -139,6 +139,9 @@ def test_cross_encoder_pairs_have_their_own_bound(
             c.post("/search", json={"query": query, "k": 3, "rerank": True, "rerank_k": 4}).status_code == 200
         )
         assert c.post("/search", json={"query": query, "k": 3, "rerank_k": 500}).status_code == 200
+        # every fetched candidate is scored: k past the bound is refused too (k=40, rerank_k=1)
+        by_k = c.post("/search", json={"query": query, "k": 40, "rerank": True, "rerank_k": 1})
+        assert_error_shape(by_k, 413)
         assert_error_shape(c.post("/rerank", json={"query": query, "documents": docs}), 413)
         assert c.post("/rerank", json={"query": query, "documents": docs[:4]}).status_code == 200
         pairs = [[query, d] for d in docs]
