@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
 )
 
+from core.index.doc_rules import MAX_ID_CHARS
 from service.settings import MAX_K, MAX_RERANK_K
 
 INT64 = 2**63 - 1
@@ -251,7 +252,7 @@ class SimilarityResponse(BaseModel):
 
 
 # ------------------------------------------------------------------ documents
-DocId = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
+DocId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class DocumentIn(Strict):

@@ -10,7 +10,7 @@ handle what is stored. So a document is refused here, with a reason, when it hol
 - an integer outside 64 bits (SQLite's JSON functions read it as a lossy float, so a filter on
   it can never match, and the filter grammar only takes 64-bit integers) or a non-finite number;
 - a string with a lone UTF-16 surrogate (no UTF-8 encoder, tokenizer or SQLite takes one);
-- an id of "." or ".." (no URL can address it);
+- an id of "." or "..", or longer than 512 characters (no document URL can address it);
 - an object key that is not a string, or a value that is not JSON.
 
 The walk is iterative: a hostile depth cannot exhaust Python's stack on the way to refusing it.
@@ -25,6 +25,7 @@ from typing import Any
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 DEFAULT_MAX_DEPTH = 32
+MAX_ID_CHARS = 512  # what GET/DELETE /documents/{id} take: a longer id could never be read back
 # The ceiling a setting may raise ``max_depth`` to: a hit adds 3 levels (response, hits list, hit)
 # above its metadata, and pydantic's serialiser refuses past 255.
 MAX_DEPTH_CEILING = 128
@@ -89,6 +90,8 @@ def id_problem(value: str) -> str | None:
     never reach such a document."""
     if value in (".", ".."):
         return f"id {value!r} is not addressable in a URL path"
+    if len(value) > MAX_ID_CHARS:
+        return f"id has {len(value)} characters; the limit is {MAX_ID_CHARS}"
     return text_problem(value, "id")
 
 

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
+from core.index.doc_rules import MAX_ID_CHARS
 from core.index.doc_store import Document
 from service.deps import EngineDep, WriterDep
 from service.schemas import DocumentOut, UpsertRequest, WriteResponse
@@ -13,7 +14,8 @@ router = APIRouter(tags=["documents"], route_class=StrictJSONRoute)
 # ``:path``: an id may hold "/" (sent as %2F, which the server decodes before routing); without
 # it such an id was stored by PUT but could never be read or deleted.
 DocIdPath = Annotated[
-    str, Path(min_length=1, max_length=512, description="The document's external id, percent-encoded.")
+    str,
+    Path(min_length=1, max_length=MAX_ID_CHARS, description="The document's external id, percent-encoded."),
 ]
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "read-only key or read-only service"},

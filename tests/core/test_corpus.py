@@ -253,6 +253,8 @@ STORE_RULE_ROWS = [
     (json.dumps({"id": "x", "text": "t", "metadata": {"n": 2**63}}), "integer outside 64 bits"),
     (json.dumps({"id": "x", "text": "t", "metadata": {"n": -(2**63) - 1}}), "integer outside 64 bits"),
     ('{"id": "\\ud800", "text": "t"}', "id holds a lone UTF-16 surrogate"),
+    (json.dumps({"id": "x" * 513, "text": "t"}), "id has 513 characters; the limit is 512"),
+    (json.dumps({"id": "..", "text": "t"}), "not addressable in a URL path"),
     ('{"id": "x", "text": "bad \\udfff"}', "'text' holds a lone UTF-16 surrogate"),
     ('{"id": "x", "text": "t", "metadata": {"k": "\\ud800"}}', "lone UTF-16 surrogate"),
     ('{"id": "x", "text": "t", "metadata": {"\\ud800": 1}}', "key with a lone UTF-16 surrogate"),
