@@ -299,9 +299,8 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
     pending = work_dir(output, "building")
     if cfg.resume and _completed(pending, key, cfg):
         manifest = Manifest.read(pending)
-        manifest.generation = next_generation(
-            output, replacing=True
-        )  # the output may have moved on meanwhile
+        # The output may have moved on meanwhile: number it from what is published now.
+        manifest.generation = next_generation(output, replacing=True)
         manifest.write(pending)
         publish(pending, output)
         return BuildReport(manifest, manifest.count, [], time.perf_counter() - started, manifest.count)

@@ -198,7 +198,7 @@ class MicroBatcher(Generic[X, R]):
                 expired = time.perf_counter() > job.deadline
                 if expired:
                     self.dropped += 1
-            if expired:  # its caller's wait_for is about to answer 503; do not run it
+            if expired:  # its caller's wait is about to answer 503: answer that, do not run it
                 job.loop.call_soon_threadsafe(
                     _set_exception, job.future, DeadlineError(f"past its deadline for the {self.name} model")
                 )

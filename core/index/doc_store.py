@@ -106,7 +106,7 @@ class DocStore:
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
             self.close()
-            full = as_disk_full(exc, f"opening {path.name} for writing", path.parent)
+            full = as_disk_full(exc, f"opening {path.name}", path.parent)
             if full is not None:  # a full disk is not a damaged store
                 raise full from exc
             raise IndexFormatError(f"{path}: not a semsearch document store ({exc})") from exc

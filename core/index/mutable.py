@@ -30,7 +30,7 @@ import numpy as np
 from core.errors import ConflictError, IndexFormatError, IndexMismatchError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import file_digest, load_vectors
-from core.index.manifest import Manifest, next_generation, utc_now
+from core.index.manifest import Manifest, utc_now
 from core.index.ondisk import refusal
 from core.index.publish import replace_file, writer_lock
 from core.index.vectors import VectorIndex, unit_rows
@@ -162,7 +162,9 @@ class MutableIndex:
 
     def _gen(self) -> int:
         if self._pending is None:
-            self._pending = next_generation(self.path)  # under the lock: the published one + 1
+            # next_generation's rule (the published one + 1) on the manifest this writer read under
+            # the lock: no second read of the file on every online write.
+            self._pending = self.manifest.generation + 1
             self._tombstones = self.manifest.tombstones
         return self._pending
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from core.errors import DiskFullError, IndexBusyError
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_NEARLY_FULL_BYTES = 1 << 20  # under 1 MiB free: an I/O error while writing is the disk filling
 # How a full disk reads when it does not come as an OSError: SQLite's SQLITE_FULL, and FAISS's
 # C++ writer, whose fwrite failure is a RuntimeError carrying strerror's text.
-_NEARLY_FULL_BYTES = 1 << 20  # under 1 MiB free: an I/O error while writing is the disk filling
 _FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
 
 _RENAME_EXCHANGE = 2

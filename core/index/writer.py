@@ -30,9 +30,8 @@ class IndexWriter:
         self.staging = staging_dir(self.output)
         self.vectors = VectorIndex.create(manifest.dim, factory)
         self.manifest.faiss_factory = factory
-        self.manifest.generation = next_generation(
-            self.output, replacing=True
-        )  # a rebuild is the next generation
+        # A rebuild is the output's next generation (even over a folder whose manifest is broken).
+        self.manifest.generation = next_generation(self.output, replacing=True)
         self.store = DocStore(self.staging / DOCS_FILE)
         self._next_iid = 0
 
