@@ -15,6 +15,7 @@ from core.corpus import read_corpus
 from core.defaults import default_model_dir
 from core.encoder import Encoder
 from core.errors import DataError
+from core.index.compaction import CompactionPolicy
 from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import MutableIndex, UpdateResult
@@ -81,6 +82,7 @@ def add_corpus(
         if not seen:
             raise DataError(corpus, None, "no documents to add")
         generation = target.commit()
+        target.compact(full=False, policy=CompactionPolicy.from_env())  # when its deltas are due
     return AddReport(generation, added, replaced, skipped)
 
 
@@ -98,8 +100,9 @@ def delete_ids(index: str | Path, ids: list[str]) -> UpdateResult:
 
 
 def compact(index: str | Path) -> Manifest:
+    """Fold the write log into a new base now, HNSW tombstones dropped too."""
     with MutableIndex(index) as target:
-        return target.compact()
+        return target.compact(full=True)
 
 
 def disk_usage(path: Path) -> int:
@@ -111,11 +114,17 @@ def stats(index: str | Path) -> dict[str, Any]:
     folder = IndexFolder.open(path)
     try:
         m = folder.manifest
+        segments = folder.segments
         return {
             "path": str(path.resolve()),
-            "documents": m.count,
-            "vectors": folder.vectors.count,
-            "tombstones": m.tombstones,
+            "documents": folder.count,
+            "vectors": segments.count,
+            # vectors held for deleted documents (skipped by every search until compaction)
+            "tombstones": segments.count - folder.count,
+            "base_generation": m.generation,
+            "base_vectors": segments.base.count,
+            "delta_segments": len(segments.deltas),
+            "delta_vectors": segments.delta_count(),
             "index_type": m.index_type,
             "faiss_factory": m.faiss_factory,
             "search_params": m.search_params,
@@ -124,7 +133,7 @@ def stats(index: str | Path) -> dict[str, Any]:
             "precision": m.precision,
             "model_fingerprint": m.model_fingerprint,
             "model_dir": m.model_dir,
-            "generation": m.generation,
+            "generation": folder.generation,
             "created_at": m.created_at,
             "on_disk_lists": m.ivfdata_file if m.on_disk else None,  # counted in size_bytes
             "size_bytes": disk_usage(path),

@@ -52,7 +52,7 @@ async def _poll_reload(app: FastAPI, interval_s: float) -> None:
             log.error(
                 "reload of %s failed, still serving generation %d: %s",
                 engine.index_path,
-                engine.index.current.manifest.generation,
+                engine.index.current.generation,
                 exc,
             )
 

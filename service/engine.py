@@ -31,10 +31,12 @@ from core.errors import (
     SemsearchError,
     UnsupportedError,
 )
+from core.index.compaction import CompactionPolicy
 from core.index.doc_rules import id_problem, metadata_json, metadata_problem, text_problem
 from core.index.doc_store import Document
 from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
+from core.index.mutable import recover
 from core.index.vectors import l2_normalise, unit_rows
 from core.precision import apply_precision
 from service.batcher import MicroBatcher
@@ -95,7 +97,16 @@ class SearchEngine:
         self.metrics.set_encoder(str(encoder.device), encoder.precision, drift, torch.get_num_threads())
         self.index_path = index.path
         self._check_manifest(index.manifest)
-        self.index = LiveIndex(index, self._check_manifest, settings.write_busy_timeout_s, self._swapped)
+        policy = (
+            None
+            if settings.read_only
+            else CompactionPolicy(
+                settings.compact_delta_ratio, settings.compact_deleted_ratio, settings.compact_min_vectors
+            )
+        )
+        self.index = LiveIndex(
+            index, self._check_manifest, settings.write_busy_timeout_s, self._swapped, policy
+        )
         self._swapped(index)
         s = settings
         max_len = encoder.max_seq_length
@@ -125,6 +136,8 @@ class SearchEngine:
             threads,
             available_cpus(),
         )
+        if not settings.read_only:
+            recover(settings.index_dir)  # before this process opens docs.sqlite (its WAL checked)
         index = IndexFolder.open(settings.index_dir)
         try:
             encoder = Encoder.load(choose_model_dir(settings, index), settings.device)
@@ -148,7 +161,7 @@ class SearchEngine:
         manifest.check_model(self.encoder.fingerprint, self.encoder.dim, self.index_path)
 
     def _swapped(self, folder: IndexFolder) -> None:
-        self.metrics.set_index(folder.count, folder.manifest.generation)
+        self.metrics.set_index(folder.count, folder.generation)
 
     @property
     def ready(self) -> bool:

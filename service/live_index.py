@@ -1,15 +1,22 @@
 """The index a running service searches and updates: immutable snapshots, swapped atomically.
 
 Searches read ``LiveIndex.current``, one :class:`IndexFolder` pinned to one generation: its
-FAISS index is never mutated and its document store only shows rows of that generation. A
-write (online upsert/delete) or a reload builds the NEXT snapshot beside it and swaps the
-reference, so a search sees the whole of a batch or none of it, and never waits for a writer.
+segments are never mutated and its document store only shows rows of that generation. A write
+(online upsert/delete) or a reload makes the NEXT snapshot beside it and swaps the reference,
+so a search sees the whole of a batch or none of it, and never waits for a writer.
 
-Writes are group-committed: a dedicated thread takes every write queued since the last commit,
-applies them to a copy of the vectors through :class:`MutableIndex` (the indexer's own update
-path, under the same cross-process writer lock) and publishes them as ONE generation: fsynced
-SQLite rows, FAISS file and manifest. Each caller is answered only after that publish, so an
-acknowledged write survives kill -9.
+Writes are group-committed: a dedicated thread takes every write queued since the last commit
+and appends them through :class:`MutableIndex` (the indexer's own update path, under the same
+cross-process writer lock) to the write log as ONE transaction: one fsync, whatever the index's
+size. Each caller is answered only after it, so an acknowledged write survives kill -9. The
+next snapshot replays that tail (:meth:`IndexFolder.advance`): a new small delta segment.
+
+Compaction runs in a background thread when the policy says it is due (core.index.compaction):
+it builds the new base from a snapshot while searches and writes go on, then the writer thread
+installs it between two groups of writes (the only moment writes wait for it).
+
+Reload (the poller, ``/admin/reload``) replays the log tail that other processes wrote, or opens
+the folder again when its base changed (a rebuild or another process's compaction).
 """
 
 from __future__ import annotations
@@ -25,13 +32,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import IndexBusyError, IndexFormatError, SemsearchError
-from core.index.doc_store import DOCS_FILE, DocStore, Document
-from core.index.folder import IndexFolder
-from core.index.manifest import Manifest
-from core.index.mutable import MutableIndex, same_publication
+from core.index.compaction import CompactionPolicy, NewBase, prepare
+from core.index.doc_store import Document
+from core.index.folder import IndexFolder, StaleSnapshot
+from core.index.manifest import Manifest, same_publication
+from core.index.mutable import MutableIndex
 from core.index.publish import as_disk_full
 
 log = logging.getLogger(__name__)
+_RETRY_S = 60.0  # a failed compaction is tried again after this long (and the next write)
 
 
 @dataclass
@@ -50,6 +59,13 @@ class _Write:
     future: asyncio.Future[WriteResult]
 
 
+@dataclass
+class _Install:
+    """A compaction's new base, for the writer thread to install between two groups."""
+
+    base: NewBase
+
+
 class LiveIndex:
     def __init__(
         self,
@@ -57,8 +73,10 @@ class LiveIndex:
         check: Callable[[Manifest], None],
         busy_timeout_s: float = 10.0,
         on_swap: Callable[[IndexFolder], None] | None = None,
+        policy: CompactionPolicy | None = None,
     ) -> None:
-        """``check`` rejects a manifest this service cannot serve (another model)."""
+        """``check`` rejects a manifest this service cannot serve (another model); ``policy``:
+        when this service compacts (None: never; a read-only service does not)."""
         self.path = folder.path
         self.current = folder
         self.swapping = False
@@ -66,16 +84,34 @@ class LiveIndex:
         self._busy_timeout_s = busy_timeout_s
         self._on_swap = on_swap
         self._swap_lock = threading.Lock()  # one reload or write publish at a time
-        self._writes: queue.Queue[_Write | None] = queue.Queue()
+        self._writes: queue.Queue[_Write | _Install | None] = queue.Queue()
         self._writer: threading.Thread | None = None
+        self._policy = policy
+        self._compactor: threading.Thread | None = None
+        self.compactions = 0  # installed by this process (for /ready and tests)
+        self._compact_after = 0.0  # monotonic time before which no compaction starts (after a failure)
 
     # ------------------------------------------------------------ reload
     def reload(self, force: bool = False) -> bool:
-        """Open the newest published generation beside the current one, then swap to it.
-        Returns whether it swapped. The old snapshot is released when its last search ends."""
+        """Move to the newest committed generation: replay the log tail other writers appended,
+        or open the folder again when its base changed. Returns whether it swapped. The old
+        snapshot is released when its last search ends."""
         with self._swap_lock:
-            if not force and same_publication(Manifest.read(self.path), self.current.manifest):
-                return False
+            current = self.current
+            if not force and same_publication(Manifest.read(self.path), current.manifest):
+                try:
+                    fresh = current.advance()
+                except StaleSnapshot:
+                    fresh = None  # compacted or rebuilt meanwhile: open it again below
+                except SemsearchError:
+                    raise
+                except Exception as exc:  # SQLite or the OS on a damaged file: 503, not 500
+                    raise IndexFormatError(f"{self.path}: the write log cannot be read ({exc})") from exc
+                if fresh is current:
+                    return False
+                if fresh is not None:
+                    self._swap(fresh)
+                    return True
             self.swapping = True
             try:
                 try:
@@ -94,9 +130,7 @@ class LiveIndex:
                 self._swap(fresh)
             finally:
                 self.swapping = False
-            log.info(
-                "reloaded %s: generation %d, %d documents", self.path, fresh.manifest.generation, fresh.count
-            )
+            log.info("reloaded %s: generation %d, %d documents", self.path, fresh.generation, fresh.count)
             return True
 
     def _swap(self, fresh: IndexFolder) -> None:
@@ -128,6 +162,8 @@ class LiveIndex:
         if self._writer is not None:
             self._writes.put(None)
             self._writer.join(timeout=30)
+        if self._compactor is not None:
+            self._compactor.join(timeout=30)
         self.current.close()
 
     def _write_loop(self) -> None:
@@ -135,24 +171,27 @@ class LiveIndex:
             first = self._writes.get()
             if first is None:
                 return
+            if isinstance(first, _Install):
+                self._install(first.base)
+                continue
             batch = [first]
             while True:  # group commit: everything queued meanwhile goes into this generation
                 try:
                     nxt = self._writes.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
-                    self._writes.put(None)
+                if nxt is None or isinstance(nxt, _Install):
+                    self._writes.put(nxt)  # after this group (a shutdown, or a compaction's swap)
                     break
                 batch.append(nxt)
             self._commit(batch)
+            self._maybe_compact()
 
     def _open_writer(self) -> MutableIndex:
         deadline = time.monotonic() + self._busy_timeout_s
         while True:
-            current = self.current
             try:
-                return MutableIndex(self.path, adopt=(current.manifest, current.vectors))
+                return MutableIndex(self.path, seal=False, check_log=False)
             except IndexBusyError:
                 # `semsearch index add/compact` holds the lock: wait a bounded time for it.
                 if time.monotonic() > deadline:
@@ -161,45 +200,91 @@ class LiveIndex:
 
     def _commit(self, batch: list[_Write]) -> None:
         answers: list[tuple[_Write, WriteResult | BaseException]] = []
-        published: int | None = None  # set at the commit point: from then on the writes stand
+        committed: int | None = None  # set at the commit point: from then on the writes stand
         try:
-            with self._swap_lock, self._open_writer() as index:
-                self._check(index.manifest)
-                for write in batch:
-                    try:
-                        answers.append((write, self._apply(index, write)))
-                    except SemsearchError as exc:  # this write is invalid; the others go on
-                        answers.append((write, exc))
-                published = index.commit()
-                fresh = IndexFolder(
-                    self.path,
-                    index.manifest,
-                    index.vectors,
-                    DocStore(self.path / DOCS_FILE, readonly=True, generation=published),
-                )
-            self._swap(fresh)
+            with self._swap_lock:
+                with self._open_writer() as index:
+                    self._check(index.manifest)
+                    for write in batch:
+                        try:
+                            answers.append((write, self._apply(index, write)))
+                        except SemsearchError as exc:  # this write is invalid; the others go on
+                            answers.append((write, exc))
+                    committed = index.commit()
+                self._swap(self._next_snapshot())
         except BaseException as exc:
-            if published is None:  # nothing was published: every write in the group fails
+            if committed is None:  # nothing was committed: every write in the group fails
                 log.warning("online update of %s failed: %s", self.path, exc)
                 failure: BaseException = as_disk_full(exc, "the online write", self.path) or exc
                 answers = [(w, failure) for w in batch]
-            else:  # published and durable: answered as done; the snapshot is reopened from disk
+            else:  # committed and durable: answered as done; the snapshot is reopened from disk
                 log.error(
-                    "generation %d of %s is published but its snapshot failed: %s", published, self.path, exc
+                    "generation %d of %s is committed but its snapshot failed: %s", committed, self.path, exc
                 )
-                self._reopen_after(published)
+                self._reopen_after(committed)
         for write, answer in answers:
             if isinstance(answer, WriteResult):
-                answer.generation = max(self.current.manifest.generation, published or 0)
+                answer.generation = max(self.current.generation, committed or 0)
                 write.loop.call_soon_threadsafe(_resolve, write.future, answer, None)
             else:
                 write.loop.call_soon_threadsafe(_resolve, write.future, None, answer)
+
+    def _next_snapshot(self) -> IndexFolder:
+        """The current snapshot with the log tail replayed; opened again if the base changed."""
+        try:
+            return self.current.advance()
+        except StaleSnapshot:
+            fresh = IndexFolder.open(self.path)
+            self._check(fresh.manifest)
+            return fresh
 
     def _reopen_after(self, generation: int) -> None:
         try:
             self.reload(force=True)
         except Exception as exc:  # the poller (RELOAD_INTERVAL_S) or /admin/reload tries again
             log.error("could not reopen %s at generation %d: %s", self.path, generation, exc)
+
+    # ------------------------------------------------------------ compaction
+    def _maybe_compact(self) -> None:
+        if self._policy is None or (self._compactor is not None and self._compactor.is_alive()):
+            return
+        if time.monotonic() < self._compact_after:
+            return
+        snapshot = self.current
+        if not self._policy.due(snapshot):
+            return
+        self._compactor = threading.Thread(
+            target=self._compact, args=(snapshot,), name="index-compactor", daemon=True
+        )
+        self._compactor.start()
+
+    def _compact(self, snapshot: IndexFolder) -> None:
+        """Build the new base beside the searches (no lock), then queue its install."""
+        assert self._policy is not None
+        try:
+            new = prepare(snapshot, self._policy.full(snapshot))
+        except Exception as exc:  # a full disk, say: the log keeps every write; retried later
+            log.error("compaction of %s failed (retried in %.0f s): %s", self.path, _RETRY_S, exc)
+            self._compact_after = time.monotonic() + _RETRY_S
+            return
+        self._writes.put(_Install(new))  # started by the writer thread, which is running
+
+    def _install(self, new: NewBase) -> None:
+        try:
+            with self._swap_lock:
+                with self._open_writer() as index:
+                    manifest = index.install_base(new)
+                if manifest is None:
+                    log.info("compaction of %s abandoned: the folder changed meanwhile", self.path)
+                    return
+                fresh = IndexFolder.from_base(self.path, manifest, new.vectors)
+                self._check(fresh.manifest)
+                self._swap(fresh)
+                self.compactions += 1
+        except Exception as exc:
+            new.temp.discard()
+            log.error("installing the compaction of %s failed: %s", self.path, exc)
+            self._reopen_after(self.current.generation)
 
     @staticmethod
     def _apply(index: MutableIndex, write: _Write) -> WriteResult:

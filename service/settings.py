@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     read_only: bool = False
     reload_interval_s: float = Field(5.0, ge=0, description="poll manifest.json; 0 disables")
     write_busy_timeout_s: float = Field(10.0, ge=0)
+    # Compaction (core.index.compaction): folds the write log's deltas into a new base.
+    compact_delta_ratio: float = Field(0.1, gt=0, description="deltas past this share of the base")
+    compact_deleted_ratio: float = Field(0.2, gt=0, description="deleted ids past this share of the base")
+    compact_min_vectors: int = Field(2_000, ge=1, description="never for fewer deltas/deletes than this")
 
     # Auth: comma-separated keys and/or a file of keys (one per line).
     api_keys: str = ""

@@ -28,6 +28,7 @@ import numpy as np
 from core.errors import IndexFormatError
 from core.index.doc_rules import metadata_json
 from core.index.publish import as_disk_full
+from core.index.write_log import LogTables
 
 DOCS_FILE = "docs.sqlite"
 SCHEMA_VERSION = 2
@@ -44,6 +45,19 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE UNIQUE INDEX IF NOT EXISTS docs_live_id ON docs(id) WHERE deleted_gen IS NULL;
 CREATE INDEX IF NOT EXISTS docs_id ON docs(id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+# The log (issue 16): an online write's vectors wait here, in the same transaction as its rows,
+# until compaction folds them into a new base FAISS file; ``log`` has one row per committed
+# online generation. Created on a writer's first open of an older store.
+_LOG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS vectors (iid INTEGER PRIMARY KEY, gen INTEGER NOT NULL, vec BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS vectors_gen ON vectors(gen);
+CREATE TABLE IF NOT EXISTS log (
+    gen INTEGER PRIMARY KEY, count INTEGER NOT NULL, added INTEGER NOT NULL,
+    deleted INTEGER NOT NULL, at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS docs_added_gen ON docs(added_gen);
+CREATE INDEX IF NOT EXISTS docs_deleted_gen ON docs(deleted_gen) WHERE deleted_gen IS NOT NULL;
 """
 _LIVE = "added_gen <= :g AND (deleted_gen IS NULL OR deleted_gen > :g)"
 _LIVE_POS = "added_gen <= ? AND (deleted_gen IS NULL OR deleted_gen > ?)"
@@ -78,7 +92,7 @@ def _typed_match(path: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     return ("(" + " OR ".join(parts) + ")" if parts else "0"), params
 
 
-class DocStore:
+class DocStore(LogTables):
     def __init__(self, path: Path, readonly: bool = False, generation: int | None = None) -> None:
         """``generation``: the generation reads are pinned to (None: every committed row)."""
         self.path = path
@@ -89,20 +103,26 @@ class DocStore:
             raise IndexFormatError(f"{path}: missing")
         if readonly:
             uri = f"file:{path}?mode=ro"
-            self._db: sqlite3.Connection | None = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._db: sqlite3.Connection | None = sqlite3.connect(
+                uri, uri=True, check_same_thread=False, isolation_level=None
+            )
         else:
-            self._db = sqlite3.connect(path, check_same_thread=False)
+            # Autocommit: transactions are explicit (``_tx``, ``begin``/``commit``), so that one
+            # writer's group of writes is one transaction with a savepoint per write.
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA synchronous=FULL")
         conn = self._db
         conn.execute("PRAGMA busy_timeout=5000")
         try:
             if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
+                conn.executescript(_SCHEMA + _LOG_SCHEMA)
                 conn.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
-                conn.commit()
+            self.has_log = bool(
+                conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log'").fetchone()
+            )
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
             self.close()
@@ -124,12 +144,45 @@ class DocStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (committed on success, rolled back on error)."""
+        """One write transaction (committed on success, rolled back on error); inside a
+        transaction :meth:`begin` opened, a savepoint: this part alone is undone on error."""
         with self._lock:
-            if self._db is None:
+            conn = self._db
+            if conn is None:
                 raise IndexFormatError(f"{self.path}: document store is closed")
-            with self._db:
-                yield self._db
+            nested = conn.in_transaction
+            conn.execute("SAVEPOINT part" if nested else "BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO part" if nested else "ROLLBACK")
+                if nested:
+                    conn.execute("RELEASE part")
+                raise
+            conn.execute("RELEASE part" if nested else "COMMIT")
+
+    def begin(self) -> None:
+        """Open the transaction that the writes up to :meth:`commit` share (all or nothing)."""
+        with self._lock:
+            assert self._db is not None and not self._db.in_transaction
+            self._db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        """Commit (with ``synchronous=FULL`` in WAL mode: one fsync of the WAL, the write is
+        durable once this returns)."""
+        with self._lock:
+            assert self._db is not None
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def rollback(self) -> None:
+        with self._lock:
+            if self._db is not None and self._db.in_transaction:
+                self._db.execute("ROLLBACK")
 
     def _gen(self) -> int:
         return self.generation if self.generation is not None else 2**62
@@ -210,14 +263,23 @@ class DocStore:
             last = int(rows[-1][0])
 
     def next_iid(self) -> int:
+        """The next unused int id. Ids are never reused, even once compaction purges the rows
+        that held them (meta ``next_iid``): a stale reader's segment may still hold the vector."""
         value = self._rows("SELECT MAX(iid) FROM docs")[0][0]
-        return 0 if value is None else int(value) + 1
+        floor = self._rows("SELECT value FROM meta WHERE key = 'next_iid'")
+        return max(0 if value is None else int(value) + 1, int(floor[0][0]) if floor else 0)
 
     # ----------------------------------------------------------------- writes
     def apply(
-        self, generation: int, added: Iterable[tuple[int, Document]], deleted_iids: Sequence[int] = ()
+        self,
+        generation: int,
+        added: Iterable[tuple[int, Document]],
+        deleted_iids: Sequence[int] = (),
+        vectors: np.ndarray | None = None,
     ) -> None:
-        """In one transaction: mark ``deleted_iids`` deleted and insert ``added``, both at ``generation``."""
+        """In one transaction: mark ``deleted_iids`` deleted and insert ``added``, both at
+        ``generation``; with ``vectors`` (one float32 row per added document), log those too."""
+        rows = list(added)
         with self._tx() as conn:
             if deleted_iids:
                 conn.executemany(
@@ -226,8 +288,14 @@ class DocStore:
                 )
             conn.executemany(
                 "INSERT INTO docs (iid, id, text, metadata, added_gen) VALUES (?, ?, ?, ?, ?)",
-                ((iid, d.id, d.text, metadata_json(d.metadata), generation) for iid, d in added),
+                ((iid, d.id, d.text, metadata_json(d.metadata), generation) for iid, d in rows),
             )
+            if vectors is not None:
+                vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+                conn.executemany(
+                    "INSERT INTO vectors (iid, gen, vec) VALUES (?, ?, ?)",
+                    ((iid, generation, vecs[n].tobytes()) for n, (iid, _) in enumerate(rows)),
+                )
 
     def add_many(self, rows: Iterable[tuple[int, Document]], generation: int = 1) -> None:
         self.apply(generation, rows)

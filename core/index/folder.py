@@ -14,8 +14,9 @@ import numpy as np
 from core.errors import IndexFormatError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.lexical import LexicalIndex, mix, rrf
-from core.index.manifest import Manifest
+from core.index.manifest import Manifest, same_publication
 from core.index.ondisk import read_on_disk
+from core.index.segments import SegmentSet
 from core.index.vectors import VectorIndex
 
 INDEX_FILE = "index.faiss"
@@ -69,56 +70,120 @@ def load_vectors(path: Path, manifest: Manifest) -> VectorIndex:
     return vectors
 
 
-class IndexFolder:
-    """A published index folder opened for search, pinned to the generation it was opened at."""
+class StaleSnapshot(Exception):
+    """The folder's base changed under a reader (a compaction or rebuild published): open again."""
 
-    def __init__(self, path: Path, manifest: Manifest, vectors: VectorIndex, store: DocStore) -> None:
+
+class IndexFolder:
+    """A published index folder opened for search, pinned to one generation: the base FAISS
+    index of the manifest, plus the log's later writes as delta segments (core.index.segments)."""
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Manifest,
+        vectors: VectorIndex,
+        store: DocStore,
+        segments: SegmentSet | None = None,
+        generation: int | None = None,
+        count: int | None = None,
+    ) -> None:
         self.path = path
-        self.manifest = manifest
-        self.vectors = vectors
+        self.manifest = manifest  # the base's (its generation is the base's)
+        self.vectors = vectors  # the base FAISS index
         self.store = store
+        self.segments = segments if segments is not None else SegmentSet(vectors)
+        self.generation = manifest.generation if generation is None else generation
+        self._count = manifest.count if count is None else count
         self._lexical: LexicalIndex | None = None
         self._lexical_lock = threading.Lock()
-        # HNSW cannot remove: its deleted vectors stay until compact. Their ids are worked out
-        # here, once, and every search makes FAISS skip them (an id selector), so a search costs
-        # the same however many there are, instead of over-fetching k + tombstones.
-        self.dead = np.empty(0, np.int64)
-        if manifest.tombstones:
-            self.dead = np.setdiff1d(vectors.ids(), store.live_iid_array(), assume_unique=True)
+
+    @property
+    def dead(self) -> np.ndarray:
+        """Int ids FAISS skips in every search: deleted documents whose vectors are still in a
+        segment (HNSW tombstones, and every delete since the base was written)."""
+        return self.segments.deleted.ids
 
     @classmethod
     def open(cls, path: str | Path) -> IndexFolder:
         path = Path(path).expanduser()
         if not path.is_dir():
             raise IndexFormatError(f"index folder not found: {path}")
-        for attempt in range(3):
+        for attempt in range(5):
             manifest = Manifest.read(path)
             try:
                 vectors = load_vectors(path, manifest)
-                break
             except IndexFormatError:
                 # A writer may have published a newer generation (and removed this file) between
                 # our manifest read and the file read: retry with the new manifest.
-                if attempt == 2 or Manifest.read(path).generation == manifest.generation:
+                if attempt == 4 or same_publication(Manifest.read(path), manifest):
                     raise
-        store = DocStore(path / DOCS_FILE, readonly=True, generation=manifest.generation)
-        if Manifest.read(path).generation != manifest.generation and manifest.index_file == INDEX_FILE:
-            # A whole-folder swap (rebuild, compact) between our two opens: the store may be the
-            # new folder's. Start again rather than pair files of two different indexes.
+                continue
+            try:
+                return cls.from_base(path, manifest, vectors)
+            except StaleSnapshot:
+                if attempt == 4:
+                    raise IndexFormatError(f"{path}: the index kept changing while it was opened") from None
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def from_base(cls, path: Path, manifest: Manifest, vectors: VectorIndex) -> IndexFolder:
+        """The newest generation over this base: its logged writes replayed as delta segments.
+        Raises :class:`StaleSnapshot` when the folder moved on to another base meanwhile."""
+        store = DocStore(path / DOCS_FILE, readonly=True)
+        try:
+            if not same_publication(Manifest.read(path), manifest):
+                # A whole-folder swap or a compaction between our two reads: the store may
+                # belong to another base. Start again rather than pair two different indexes.
+                raise StaleSnapshot()
+            tail = store.tail(manifest.generation, manifest.generation, manifest.count, manifest.dim)
+            if tail.base_generation > manifest.generation:
+                raise StaleSnapshot()
+            store.generation = manifest.generation
+            base_count = store.count()
+            store.generation = tail.generation
+            counts = {"manifest": manifest.count, "docs.sqlite": base_count}
+            if vectors.count != manifest.count + manifest.tombstones or base_count != manifest.count:
+                raise IndexFormatError(
+                    f"{path}: document counts disagree ({counts}, faiss {vectors.count}, "
+                    f"tombstones {manifest.tombstones})"
+                )
+            dead = store.deleted_in_base(manifest.generation, tail.generation)
+            segments = SegmentSet(vectors).with_tail(tail.iids, tail.vectors, np.union1d(dead, tail.deleted))
+            if tail.generation != manifest.generation and store.count() != tail.count:
+                raise IndexFormatError(
+                    f"{path}: the write log says {tail.count} documents at generation "
+                    f"{tail.generation}, docs.sqlite holds {store.count()}"
+                )
+        except BaseException:
             store.close()
-            return cls.open(path)
-        counts = {"manifest": manifest.count, "docs.sqlite": store.count()}
-        if vectors.count != manifest.count + manifest.tombstones or len(set(counts.values())) != 1:
+            raise
+        return cls(path, manifest, vectors, store, segments, tail.generation, tail.count)
+
+    def advance(self) -> IndexFolder:
+        """This snapshot moved to the newest committed generation by replaying the log tail
+        (the writes after ours): ``self`` when there is none. Raises :class:`StaleSnapshot`
+        when a compaction or rebuild replaced the base (then :meth:`open` again)."""
+        store = DocStore(self.path / DOCS_FILE, readonly=True)
+        try:
+            m = self.manifest
+            tail = store.tail(self.generation, m.generation, m.count, m.dim)
+            if tail.base_generation > m.generation or not same_publication(Manifest.read(self.path), m):
+                raise StaleSnapshot()
+        except BaseException:
             store.close()
-            raise IndexFormatError(
-                f"{path}: document counts disagree ({counts}, faiss {vectors.count}, "
-                f"tombstones {manifest.tombstones})"
-            )
-        return cls(path, manifest, vectors, store)
+            raise
+        if tail.generation <= self.generation:
+            store.close()
+            return self
+        store.generation = tail.generation
+        segments = self.segments.with_tail(tail.iids, tail.vectors, tail.deleted)
+        return IndexFolder(self.path, m, self.vectors, store, segments, tail.generation, tail.count)
 
     @property
     def count(self) -> int:
-        return self.manifest.count
+        """Live documents at this generation."""
+        return self._count
 
     def search(
         self,
@@ -139,7 +204,7 @@ class IndexFolder:
                 scores, ids = self._ranked_filtered(q, k, merged, matches)
                 out.append(self._hits(scores[None], ids[None], k)[0])
             return out
-        scores, ids = self.vectors.search(queries, k, merged, self.dead)
+        scores, ids = self.segments.search(queries, k, merged)
         return self._hits(scores, ids, k)
 
     def _params(self, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -170,7 +235,7 @@ class IndexFolder:
         if matches is not None:
             d_iids = self._ranked_filtered(query, n, merged, matches)[1]
         else:
-            d_iids = self.vectors.search(query.reshape(1, -1), n, merged, self.dead)[1][0]
+            d_iids = self.segments.search(query.reshape(1, -1), n, merged)[1][0]
             d_iids = d_iids[d_iids >= 0]
         lexical = self.lexical()
         bm25 = lexical.search([text], n, matches)[0]
@@ -180,7 +245,7 @@ class IndexFolder:
             union = np.unique(np.concatenate([d_iids, bm25.iids]))
             if len(union) == 0:
                 return []
-            dense = self.vectors.reconstruct(union) @ query.reshape(-1)
+            dense = self.segments.reconstruct(union) @ query.reshape(-1)
             fused = mix(union, dense, lexical.scores_for(text, union), alpha, n)
         # Both candidate lists hold live ids only: the top k is all that is read from SQLite.
         return self._hits(fused.scores[None, :k], fused.iids[None, :k], k)[0]
@@ -212,12 +277,12 @@ class IndexFolder:
             return np.empty(0, np.float32), np.empty(0, np.int64)
         query = query.reshape(1, -1)
         if len(matches) > EXACT_FILTER_LIMIT:
-            total = self.vectors.count
+            total = self.segments.count
             factor = 2 * total / len(matches)
             fetch = min(total, math.ceil(k * factor))
             while True:
-                widened = self.vectors.widen(params, factor)
-                scores, ids = self.vectors.search(query, fetch, widened, self.dead)
+                widened = self.segments.widen(params, factor)
+                scores, ids = self.segments.search(query, fetch, widened)
                 keep = np.isin(ids[0], matches)
                 if keep.sum() >= k or (fetch >= total and widened == params):
                     break
@@ -230,7 +295,7 @@ class IndexFolder:
         best_s, best_i = np.empty(0, np.float32), np.empty(0, np.int64)
         for start in range(0, len(iids), EXACT_FILTER_LIMIT):
             part = iids[start : start + EXACT_FILTER_LIMIT]
-            s = self.vectors.reconstruct(part) @ query
+            s = self.segments.reconstruct(part) @ query
             best_s, best_i = np.concatenate([best_s, s]), np.concatenate([best_i, part])
             if len(best_s) > k:
                 top = np.argpartition(-best_s, k)[:k]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import IndexFormatError, IndexMismatchError
+from core.index.doc_store import DOCS_FILE, DocStore
 from core.index.publish import replace_file
 
 FORMAT_VERSION = 1
@@ -17,7 +18,14 @@ MANIFEST = "manifest.json"
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    # Microseconds: two publications of one generation (a forced compaction) must differ.
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def same_publication(a: Manifest, b: Manifest) -> bool:
+    """The same published manifest: generation numbers alone can repeat (a folder replaced by an
+    unrelated build, a compaction), the publication time and base file do not."""
+    return (a.generation, a.created_at, a.index_file) == (b.generation, b.created_at, b.index_file)
 
 
 @dataclass
@@ -97,18 +105,27 @@ class Manifest:
 
 
 def next_generation(folder: Path, replacing: bool = False) -> int:
-    """The generation the next publish into ``folder`` gets: the published one plus one, or 1
-    for a folder with no index yet. The one rule every writer (build, compact, online writes,
-    ``index add``) uses, so that generations only grow whatever wrote last.
+    """The generation the next publish into ``folder`` gets: the newest one (the manifest's, or
+    a later online write's in the write log) plus one, or 1 for a folder with no index yet. The
+    one rule every writer (build, compaction, online writes, ``index add``) uses, so that
+    generations only grow whatever wrote last.
 
     An unreadable manifest is an error for a writer that updates the folder in place (it must
-    never step back to 1). A writer ``replacing`` the whole folder (a build, a compaction) starts
-    again at 1 over it: that is how a broken index is repaired, and readers tell publications
-    apart by creation time as well."""
+    never step back to 1). A writer ``replacing`` the whole folder (a build) starts again at 1
+    over it: that is how a broken index is repaired, and readers tell publications apart by
+    creation time as well."""
     if not (folder / MANIFEST).exists():
         return 1
     try:
-        return Manifest.read(folder).generation + 1
+        manifest = Manifest.read(folder)
+        newest = manifest.generation
+        if (folder / DOCS_FILE).is_file():
+            store = DocStore(folder / DOCS_FILE, readonly=True)
+            try:
+                newest = store.latest(manifest.generation, manifest.count)[0]
+            finally:
+                store.close()
+        return newest + 1
     except IndexFormatError:
         if replacing:
             return 1

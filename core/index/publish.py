@@ -165,6 +165,52 @@ def sweep_debris(output: Path) -> list[str]:
     return removed
 
 
+class HeldTemp:
+    """A temporary file ``.NAME.<random>.tmp`` in ``folder``, flock-held until :meth:`release`
+    (a compaction's new base, written outside the writer lock and installed later under it):
+    :func:`sweep_files` removes only temps that no live process holds."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.path = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        """Stop holding it (after it was renamed into place, or removed)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.release()
+
+
+def sweep_files(folder: Path, keep: set[str]) -> list[str]:
+    """Remove what a killed writer left inside an index folder: temps (``.*.tmp``) no process
+    holds, and FAISS files (``index*.faiss``) the manifest does not name. The caller holds the
+    writer lock; a base file is only ever published under it, so an unnamed one is debris."""
+    removed = []
+    for path in folder.glob(".*.tmp"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a compaction is writing it
+        finally:
+            os.close(fd)
+        path.unlink(missing_ok=True)
+        removed.append(path.name)
+    for path in folder.glob("index*.faiss"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
 def replace_file(tmp: Path, final: Path) -> None:
     """fsync ``tmp``, rename it over ``final`` and fsync the folder: all or nothing."""
     fsync_path(tmp)

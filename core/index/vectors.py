@@ -30,6 +30,7 @@ import faiss
 import numpy as np
 
 from core.errors import IndexFormatError, InvalidInputError
+from core.index.deleted import Deleted
 from core.index.ondisk import refuse_if_on_disk
 
 log = logging.getLogger(__name__)
@@ -242,31 +243,34 @@ class VectorIndex:
         queries: np.ndarray,
         k: int,
         params: dict[str, Any] | None = None,
-        exclude: np.ndarray | None = None,
+        exclude: Deleted | np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query; missing slots have id -1. ``params``: nprobe /
-        ef_search / rescore_multiplier. ``exclude``: sorted ids FAISS must skip while it searches
-        (HNSW's tombstones), through an id selector: no over-fetch that grows with them."""
+        ef_search / rescore_multiplier. ``exclude``: ids FAISS must skip while it searches
+        (deleted documents), through an id selector: no over-fetch that grows with them."""
         queries = self._check(queries)
         k = max(1, min(int(k), max(self.count, 1)))
-        if self.binary:  # removes for real: never has tombstones
-            return self._search_binary(queries, k, (params or {}).get("rescore_multiplier"))
-        skip = exclude is not None and len(exclude) > 0
-        sp = self._search_params(params or {}, generic=skip)
-        if not skip:
+        if exclude is not None and not isinstance(exclude, Deleted):
+            exclude = Deleted(exclude)
+        if self.binary:
+            rows = exclude.rows_in(self) if exclude is not None and len(exclude) else None
+            return self._search_binary(queries, k, (params or {}).get("rescore_multiplier"), rows)
+        selector = exclude.selector() if exclude is not None else None
+        sp = self._search_params(params or {}, generic=selector is not None)
+        if selector is None:
             return self.index.search(queries, k) if sp is None else self.index.search(queries, k, params=sp)
-        excluded = np.ascontiguousarray(exclude, dtype=np.int64)
-        batch = faiss.IDSelectorBatch(excluded)
-        sp.sel = faiss.IDSelectorNot(batch)  # a fresh params object per call: FAISS mutates it
+        sp.sel = selector  # a fresh params object per call; the selector is shared and read-only
         scores, ids = self.index.search(queries, k, params=sp)
-        del batch  # kept alive until the search returned (SWIG does not own it)
         return scores, ids
 
-    def _search_binary(self, queries: np.ndarray, k: int, multiplier: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Hamming top ``multiplier * k``, rescored by query . sign(doc) / sqrt(dim): the cosine
-        between the query and the doc's +-1 vector, so in [-1, 1], with the sign and roughly the
-        order of the float32 cosine but smaller (about 0.8x on all-MiniLM-L6-v2 vectors: the sign
-        vector drops the magnitudes). Multiplier 1 keeps the Hamming top k, only reordered."""
+    def _search_binary(
+        self, queries: np.ndarray, k: int, multiplier: Any, skip_rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Hamming top ``multiplier * k`` (rows in ``skip_rows`` skipped inside FAISS), rescored by
+        query . sign(doc) / sqrt(dim): the cosine between the query and the doc's +-1 vector, so
+        in [-1, 1], with the sign and roughly the order of the float32 cosine but smaller (about
+        0.8x on all-MiniLM-L6-v2 vectors: the sign vector drops the magnitudes). Multiplier 1
+        keeps the Hamming top k, only reordered."""
         try:
             mult = DEFAULT_RESCORE_MULTIPLIER if multiplier is None else float(multiplier)
         except (TypeError, ValueError):
@@ -282,7 +286,13 @@ class VectorIndex:
         # Search the flat index inside the IDMap2 wrapper: its row numbers pick the candidates'
         # codes straight out of its storage (no copy of the index), and map to our ids.
         inner: Any = faiss.downcast_IndexBinary(self.index.index)  # an IndexBinaryFlat
-        _, rows = inner.search(binary_codes(queries), fetch)
+        if skip_rows is not None and len(skip_rows):
+            batch = faiss.IDSelectorBatch(skip_rows)
+            sp = getattr(faiss, "SearchParameters")(sel=faiss.IDSelectorNot(batch))  # noqa: B009
+            _, rows = inner.search(binary_codes(queries), fetch, params=sp)
+            del batch  # alive until the search returned (SWIG does not own it)
+        else:
+            _, rows = inner.search(binary_codes(queries), fetch)
         codes = faiss.rev_swig_ptr(inner.xb.data(), total * inner.code_size).reshape(total, inner.code_size)
         id_map = faiss.rev_swig_ptr(self.index.id_map.data(), total)
         scale = np.float32(1 / math.sqrt(self.dim))

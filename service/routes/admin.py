@@ -18,4 +18,4 @@ router = APIRouter(tags=["admin"], route_class=StrictJSONRoute)
 async def reload(engine: WriterDep) -> ReloadResponse:
     reloaded = await engine.reload()
     current = engine.index.current
-    return ReloadResponse(reloaded=reloaded, generation=current.manifest.generation, documents=current.count)
+    return ReloadResponse(reloaded=reloaded, generation=current.generation, documents=current.count)

@@ -32,7 +32,7 @@ async def ready(engine: EngineDep, request: Request) -> ReadyResponse:
     return ReadyResponse(
         status="ready",
         documents=current.count,
-        generation=manifest.generation,
+        generation=current.generation,
         model_fingerprint=manifest.model_fingerprint,
         dim=manifest.dim,
         device=str(engine.encoder.device),

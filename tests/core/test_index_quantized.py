@@ -289,16 +289,19 @@ def test_cli_build_add_delete_stats_compact(
     assert len(hits) == 34 and tiny_docs[4]["id"] not in {h.id for h in hits}
     assert main(["index", "stats", "--index", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
+    # the deleted base vector is skipped until compaction; the 5 added ones sit in a delta
     assert (info["index_type"], info["documents"], info["vectors"], info["tombstones"]) == (
         index_type,
         34,
-        34,
-        0,
+        35,
+        1,
     )
+    assert info["delta_vectors"] == 5
     if index_type == "binary":
         assert info["search_params"] == {"rescore_multiplier": DEFAULT_RESCORE_MULTIPLIER}
     assert main(["index", "compact", "--index", str(out)]) == 0
     assert "compacted to 34 documents" in capsys.readouterr().out
     after = stats(out)
     assert (after["index_type"], after["documents"], after["vectors"]) == (index_type, 34, 34)
+    assert (after["tombstones"], after["delta_segments"]) == (0, 0)
     assert found(tiny_docs[12]) and found(tiny_docs[33])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from core.index.manifest import Manifest
+from core.index.folder import IndexFolder
 from semsearch.cli import main
 from tests.service.helpers import assert_error_shape
 
@@ -50,6 +50,15 @@ def _fill(mnt: Path) -> Path:
     return filler
 
 
+def _newest(index: Path) -> tuple[int, int]:
+    """(generation, documents) of the newest committed write, as a fresh reader opens it."""
+    folder = IndexFolder.open(index)
+    try:
+        return folder.generation, folder.count
+    finally:
+        folder.close()
+
+
 def test_a_write_on_a_full_disk_is_507_and_loses_nothing(
     small_disk: Path, tiny_index: Path, make_client: MakeClient
 ) -> None:
@@ -58,7 +67,7 @@ def test_a_write_on_a_full_disk_is_507_and_loses_nothing(
     client = make_client(index)
     ok = client.put("/documents", json={"documents": [{"id": "kept", "text": "kept before the disk filled"}]})
     assert ok.status_code == 200, ok.text
-    generation = Manifest.read(index).generation
+    generation = client.get("/ready").json()["generation"]
     filler = _fill(small_disk)
 
     full = client.put("/documents", json={"documents": [{"id": "lost", "text": "written on a full disk"}]})
@@ -69,7 +78,8 @@ def test_a_write_on_a_full_disk_is_507_and_loses_nothing(
     assert client.get("/documents/kept").status_code == 200
     assert client.get("/documents/lost").status_code == 404
     assert client.post("/search", json={"query": "kept", "k": 60}).status_code == 200
-    assert Manifest.read(index).generation == generation
+    assert client.get("/ready").json()["generation"] == generation
+    assert _newest(index) == (generation, 51)  # what another process opening the folder sees
 
     filler.unlink()
     again = client.put("/documents", json={"documents": [{"id": "later", "text": "after space was freed"}]})
@@ -92,17 +102,17 @@ def test_index_add_on_a_full_disk_exits_non_zero_with_a_clear_message(
     shutil.copytree(tiny_index, index)
     corpus = tmp_path / "more.jsonl"
     corpus.write_text('{"id": "new-1", "text": "a new document"}\n')
-    before = Manifest.read(index)
+    before = _newest(index)
     filler = _fill(small_disk)
     code = main(
         ["index", "add", "--index", str(index), "--corpus", str(corpus), "--model", str(tiny_model_dir)]
     )
     assert code != 0
     assert "disk is full" in capsys.readouterr().err
-    assert Manifest.read(index).generation == before.generation
+    assert _newest(index) == before
     filler.unlink()
     assert (
         main(["index", "add", "--index", str(index), "--corpus", str(corpus), "--model", str(tiny_model_dir)])
         == 0
     )
-    assert Manifest.read(index).count == before.count + 1
+    assert _newest(index) == (before[0] + 1, before[1] + 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
 from pathlib import Path
 from typing import Any
 
@@ -141,5 +140,6 @@ def test_a_write_from_the_cli_meanwhile_is_not_lost(fresh_index: Path, make_clie
     assert client.get("/documents/cli-1").status_code == 200
     assert client.get("/documents/svc-1").status_code == 200
     assert client.get("/ready").json()["documents"] == 52
-    manifest = json.loads((fresh_index / "manifest.json").read_text())
-    assert manifest["count"] == 52
+    reader = IndexFolder.open(fresh_index)  # what another process opening the folder sees
+    assert (reader.count, {reader.get("cli-1") is not None, reader.get("svc-1") is not None}) == (52, {True})
+    reader.close()

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from core.index.manifest import Manifest
+from core.index.folder import IndexFolder
 from service.app import create_app
 from service.settings import Settings
 from tests.service.conftest import ThreadedServer
@@ -294,10 +294,13 @@ def test_loopback_detection() -> None:
 
 
 def test_manifest_generation_unchanged_by_refused_writes(make_client: MakeClient, fresh_index: Path) -> None:
-    before = Manifest.read(fresh_index).generation
     client = make_client(fresh_index)
+    before = client.get("/ready").json()["generation"]
     client.put("/documents", json={"documents": [{"id": "x", "text": "t", "metadata": _deep(100)}]})
-    assert Manifest.read(fresh_index).generation == before
+    assert client.get("/ready").json()["generation"] == before
+    reader = IndexFolder.open(fresh_index)  # nothing reached the write log either
+    assert reader.generation == before
+    reader.close()
 
 
 @pytest.mark.parametrize("doc_id", ["a/b", "ends-with/", "/leading", "a//b", "50%", "q?x#y", "sp ace "])
@@ -408,7 +411,7 @@ def test_online_writes_store_unit_vectors_with_a_model_that_does_not_normalise(
     folder = IndexFolder.open(index)
     try:
         iid = folder.store.live_iids(["online"])["online"]
-        norm = float(np.linalg.norm(folder.vectors.reconstruct(np.array([iid]))))
+        norm = float(np.linalg.norm(folder.segments.reconstruct(np.array([iid]))))
     finally:
         folder.close()
     assert abs(norm - 1.0) < 1e-5, norm

@@ -1,0 +1,132 @@
+"""The vectors of one generation: an immutable base FAISS index, small delta segments, and the set
+of deleted ids that every search skips inside FAISS.
+
+Online writes never touch the base (writing it again per write would cost the whole index): a
+committed write's vectors become a new flat delta segment, and its deletes join :class:`Deleted`.
+Compaction (core.index.compaction) later folds the deltas into a new base of the base's own type.
+
+Int ids only grow (core.index.doc_store keeps ``next_iid``), and the base holds every id of
+the generations up to its own while each delta holds a later range, so the segments are ordered
+by id: an id's segment is found by binary search over their first ids.
+
+Everything here is immutable once built, so searches of a snapshot run concurrently without locks;
+a new generation is a new :class:`SegmentSet` that shares the unchanged segments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.index.deleted import Deleted
+from core.index.vectors import BINARY_FACTORY, FLAT_FACTORY, VectorIndex, is_binary_factory
+
+# A delta segment is merged with the one before it once it is at least half that one's size, so
+# there are O(log n) deltas, each vector is copied O(log n) times; never more than this many.
+MAX_DELTAS = 12
+
+
+@dataclass(frozen=True)
+class SegmentSet:
+    """``base`` plus ``deltas`` (ordered by id), minus ``deleted``."""
+
+    base: VectorIndex
+    deltas: tuple[VectorIndex, ...] = ()
+    deleted: Deleted = field(default_factory=Deleted)
+    firsts: tuple[int, ...] = ()  # each delta's first (smallest) id
+
+    @property
+    def factory(self) -> str:
+        return self.base.factory
+
+    @property
+    def dim(self) -> int:
+        return self.base.dim
+
+    @property
+    def count(self) -> int:
+        """Vectors held, deleted ones included (what a search may have to step over)."""
+        return self.base.count + sum(d.count for d in self.deltas)
+
+    def delta_count(self) -> int:
+        return sum(d.count for d in self.deltas)
+
+    def delta_factory(self) -> str:
+        """Deltas are exact flat indexes, of bits for a binary base (their scores must compare)."""
+        return BINARY_FACTORY if is_binary_factory(self.base.factory) else FLAT_FACTORY
+
+    def with_tail(self, iids: np.ndarray, vectors: np.ndarray, deleted: np.ndarray) -> SegmentSet:
+        """The next generation's set: ``vectors`` as a new delta, ``deleted`` added to the
+        deleted ids, then small deltas merged (the merge drops their deleted vectors)."""
+        dead = self.deleted.union(deleted)
+        deltas, firsts = list(self.deltas), list(self.firsts)
+        if len(iids):
+            order = np.argsort(iids, kind="stable")
+            segment = VectorIndex.create(self.dim, self.delta_factory())
+            segment.add(iids[order], vectors[order])
+            deltas.append(segment)
+            firsts.append(int(iids[order[0]]))
+        while len(deltas) > 1 and (2 * deltas[-1].count >= deltas[-2].count or len(deltas) > MAX_DELTAS):
+            merged = _merge(deltas[-2], deltas[-1], dead, self.dim, self.delta_factory())
+            deltas[-2:] = [merged] if merged is not None else []
+            firsts[-2:] = [firsts[-2]] if merged is not None else []
+        return SegmentSet(self.base, tuple(deltas), dead, tuple(firsts))
+
+    def segments(self) -> list[VectorIndex]:
+        return [self.base, *self.deltas]
+
+    def search(
+        self, queries: np.ndarray, k: int, params: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) over every segment, deleted ids skipped inside FAISS; -1 pads."""
+        parts = [seg.search(queries, k, params, self.deleted) for seg in self.segments() if seg.count]
+        nq = len(np.atleast_2d(queries))
+        if not parts:
+            return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
+        if len(parts) == 1:
+            return parts[0]
+        scores = np.concatenate([p[0] for p in parts], axis=1)
+        ids = np.concatenate([p[1] for p in parts], axis=1)
+        scores = np.where(ids >= 0, scores, -np.inf)
+        width = min(k, scores.shape[1])
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :width]
+        return np.take_along_axis(scores, top, axis=1), np.take_along_axis(ids, top, axis=1)
+
+    def widen(self, params: dict[str, Any], factor: float) -> dict[str, Any]:
+        return self.base.widen(params, factor)
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """Stored vectors of live ``ids``, each read from the segment that holds it."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        which = np.searchsorted(np.asarray(self.firsts, dtype=np.int64), ids, side="right")
+        for number, segment in enumerate(self.segments()):
+            rows = np.flatnonzero(which == number)
+            if len(rows):
+                out[rows] = segment.reconstruct(ids[rows])
+        return out
+
+
+def _merge(a: VectorIndex, b: VectorIndex, dead: Deleted, dim: int, factory: str) -> VectorIndex | None:
+    """One delta holding the live vectors of ``a`` then ``b`` (None when none is live)."""
+    ids = np.concatenate([a.ids(), b.ids()])
+    live = ids[~np.isin(ids, dead.ids)]
+    if not len(live):
+        return None
+    vectors = np.vstack(
+        [
+            seg.reconstruct(part)
+            for seg, part in ((a, live[live < _first(b)]), (b, live[live >= _first(b)]))
+            if len(part)
+        ]
+    )
+    merged = VectorIndex.create(dim, factory)
+    merged.add(live, vectors)
+    return merged
+
+
+def _first(segment: VectorIndex) -> int:
+    ids = segment.ids()
+    return int(ids.min()) if len(ids) else 0
