@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from core.index.manifest import Manifest, same_publication
 from core.index.ondisk import read_on_disk
 from core.index.segments import SegmentSet
 from core.index.vectors import VectorIndex
+from core.index.wal_check import check_wal
 
 INDEX_FILE = "index.faiss"
 # Filters matching at most this many documents are scored exactly, from the stored vectors.
@@ -109,6 +111,11 @@ class IndexFolder:
         path = Path(path).expanduser()
         if not path.is_dir():
             raise IndexFormatError(f"index folder not found: {path}")
+        try:
+            check_wal(path / DOCS_FILE)  # before this process's SQLite can drop damaged frames
+        except IndexFormatError:
+            time.sleep(0.05)  # read while a writer appended? A second read tells
+            check_wal(path / DOCS_FILE)
         for attempt in range(5):
             manifest = Manifest.read(path)
             try:
