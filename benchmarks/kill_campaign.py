@@ -74,7 +74,10 @@ def child(folder: Path, start: int) -> None:
     batch = start
     while True:
         with MutableIndex(folder, seal=False) as index:
-            docs = [Document(f"b{batch}-{j}", f"doc {j} of batch {batch}", {"batch": batch}) for j in range(PER_BATCH)]
+            docs = [
+                Document(f"b{batch}-{j}", f"doc {j} of batch {batch}", {"batch": batch})
+                for j in range(PER_BATCH)
+            ]
             index.upsert(docs, vectors(batch), commit=False)
             if batch >= DELETE_LAG:
                 index.delete([f"b{batch - DELETE_LAG}-{j}" for j in range(PER_BATCH // 2)], commit=False)

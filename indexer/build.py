@@ -41,10 +41,11 @@ from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import INDEX_FILE, file_digest
-from core.index.manifest import MANIFEST, Manifest, next_generation
+from core.index.manifest import MANIFEST, Manifest
 from core.index.ondisk import IVFDATA_FILE
-from core.index.publish import fsync_path, publish, replace_file, work_dir, writer_lock
+from core.index.publish import fsync_path, replace_file, work_dir, writer_lock
 from core.index.vectors import VectorIndex, l2_normalise, plan_index
+from core.index.writer import publish_folder
 from core.precision import DEFAULT_MAX_DRIFT, apply_precision, candidates
 from indexer.ondisk import ON_DISK_TYPES, merge_on_disk
 
@@ -298,11 +299,8 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
     key = _build_key(cfg, encoder)
     pending = work_dir(output, "building")
     if cfg.resume and _completed(pending, key, cfg):
-        manifest = Manifest.read(pending)
-        # The output may have moved on meanwhile: number it from what is published now.
-        manifest.generation = next_generation(output, replacing=True)
-        manifest.write(pending)
-        publish(pending, output)
+        # The output may have moved on meanwhile: publish_folder numbers it from what is there now.
+        manifest = publish_folder(pending, output, Manifest.read(pending))
         return BuildReport(manifest, manifest.count, [], time.perf_counter() - started, manifest.count)
     work = _Work(cfg, key, encoder.precision)
     resumed_from = work.state["rows_done"]
@@ -338,8 +336,7 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
         raise DataError(
             cfg.corpus, None, "no documents to index" + (" after skipping bad lines" if skipped else "")
         )
-    manifest = _finish(cfg, encoder, output, work)
-    publish(work.path, output)
+    manifest = publish_folder(work.path, output, _finish(cfg, encoder, output, work))
     return BuildReport(manifest, total, skipped, time.perf_counter() - started, resumed_from)
 
 
@@ -437,7 +434,6 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
             vectors.add(np.arange(start, start + len(arr), dtype=np.int64), np.asarray(arr, dtype=np.float32))
         vectors.save(index_path)
     fsync_path(index_path)
-    generation = next_generation(output, replacing=True)
     manifest = Manifest(
         model_fingerprint=encoder.fingerprint or "",
         dim=encoder.dim,
@@ -449,7 +445,6 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
         precision_quality=encoder.precision_quality,
         faiss_factory=plan.factory,
         index_type=plan.index_type,
-        generation=generation,
         search_params=plan.search_params or {},
         train_size=plan.train_size,
         files={INDEX_FILE: file_digest(index_path), **files},

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
+from core import model_thread
 from core.errors import DeadlineError, NotReadyError, OverloadedError
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class MicroBatcher(Generic[X, R]):
             started = time.perf_counter()
             inputs: list[X] = [x for job in jobs for x in job.inputs]
             try:
-                result = self._run(inputs)
+                result = model_thread.call(self._run, inputs)  # every model on one thread
             except BaseException as exc:
                 for job in jobs:
                     job.loop.call_soon_threadsafe(_set_exception, job.future, exc)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core import model_thread
 from core.cross_encoder import CrossEncoder
 from core.defaults import default_model_dir
 from core.device import available_cpus, configure_threads
@@ -128,6 +129,11 @@ class SearchEngine:
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics | None = None) -> SearchEngine:
+        """Load on the model thread (core.model_thread): the thread every model call runs on."""
+        return model_thread.call(cls._load, settings, metrics)
+
+    @classmethod
+    def _load(cls, settings: Settings, metrics: Metrics | None = None) -> SearchEngine:
         if settings.index_dir is None:
             raise InvalidInputError("no index configured: pass --index DIR or set SEMSEARCH_INDEX_DIR")
         threads = configure_threads(settings.threads)

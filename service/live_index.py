@@ -84,6 +84,7 @@ class LiveIndex:
         self._busy_timeout_s = busy_timeout_s
         self._on_swap = on_swap
         self._swap_lock = threading.Lock()  # one reload or write publish at a time
+        self._start_lock = threading.Lock()
         self._writes: queue.Queue[_Write | _Install | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._policy = policy
@@ -152,11 +153,15 @@ class LiveIndex:
         return loop, loop.create_future()
 
     async def _submit(self, write: _Write) -> WriteResult:
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, name="index-writer", daemon=True)
-            self._writer.start()
+        self._ensure_writer()
         self._writes.put(write)
         return await write.future
+
+    def _ensure_writer(self) -> None:
+        with self._start_lock:  # never the swap lock: the event loop calls this
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="index-writer", daemon=True)
+                self._writer.start()
 
     def close(self) -> None:
         if self._writer is not None:
@@ -245,6 +250,17 @@ class LiveIndex:
             log.error("could not reopen %s at generation %d: %s", self.path, generation, exc)
 
     # ------------------------------------------------------------ compaction
+    def compact(self, full: bool = False) -> threading.Thread | None:
+        """Start a compaction now, in the background (None if one is running)."""
+        if self._compactor is not None and self._compactor.is_alive():
+            return None
+        self._ensure_writer()  # it installs the result
+        self._compactor = threading.Thread(
+            target=self._compact, args=(self.current, full), name="index-compactor", daemon=True
+        )
+        self._compactor.start()
+        return self._compactor
+
     def _maybe_compact(self) -> None:
         if self._policy is None or (self._compactor is not None and self._compactor.is_alive()):
             return
@@ -254,15 +270,17 @@ class LiveIndex:
         if not self._policy.due(snapshot):
             return
         self._compactor = threading.Thread(
-            target=self._compact, args=(snapshot,), name="index-compactor", daemon=True
+            target=self._compact,
+            args=(snapshot, self._policy.full(snapshot)),
+            name="index-compactor",
+            daemon=True,
         )
         self._compactor.start()
 
-    def _compact(self, snapshot: IndexFolder) -> None:
+    def _compact(self, snapshot: IndexFolder, full: bool) -> None:
         """Build the new base beside the searches (no lock), then queue its install."""
-        assert self._policy is not None
         try:
-            new = prepare(snapshot, self._policy.full(snapshot))
+            new = prepare(snapshot, full)
         except Exception as exc:  # a full disk, say: the log keeps every write; retried later
             log.error("compaction of %s failed (retried in %.0f s): %s", self.path, _RETRY_S, exc)
             self._compact_after = time.monotonic() + _RETRY_S

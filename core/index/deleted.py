@@ -7,6 +7,7 @@ use, and FAISS only reads it, so concurrent searches need no lock past that firs
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any, Protocol
 
 import faiss
@@ -29,7 +30,9 @@ class Deleted:
         self._lock = threading.Lock()
         self._selector: Any = None
         self._keep: list[Any] = []  # SWIG does not own what the selector points at
-        self._rows: dict[int, Any] = {}  # binary segments: excluded row numbers, per segment
+        # binary segments: their excluded row numbers, per segment (weakly: a merged-away segment
+        # goes, and a new one never inherits its entry through a reused id())
+        self._rows: weakref.WeakKeyDictionary[Any, np.ndarray] = weakref.WeakKeyDictionary()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -60,10 +63,9 @@ class Deleted:
 
     def rows_in(self, segment: HasIds) -> np.ndarray:
         """Row numbers of ``segment``'s deleted vectors (a binary segment searches by row)."""
-        key = id(segment)
         with self._lock:
-            rows = self._rows.get(key)
+            rows = self._rows.get(segment)
             if rows is None:
                 rows = np.flatnonzero(np.isin(segment.ids(), self.ids)).astype(np.int64)
-                self._rows[key] = rows
+                self._rows[segment] = rows
             return rows

@@ -26,6 +26,7 @@ from core.index.vectors import BINARY_FACTORY, FLAT_FACTORY, VectorIndex, is_bin
 # A delta segment is merged with the one before it once it is at least half that one's size, so
 # there are O(log n) deltas, each vector is copied O(log n) times; never more than this many.
 MAX_DELTAS = 12
+_MERGE_CHUNK = 16_384
 
 
 @dataclass(frozen=True)
@@ -110,23 +111,13 @@ class SegmentSet:
 
 
 def _merge(a: VectorIndex, b: VectorIndex, dead: Deleted, dim: int, factory: str) -> VectorIndex | None:
-    """One delta holding the live vectors of ``a`` then ``b`` (None when none is live)."""
-    ids = np.concatenate([a.ids(), b.ids()])
-    live = ids[~np.isin(ids, dead.ids)]
-    if not len(live):
-        return None
-    vectors = np.vstack(
-        [
-            seg.reconstruct(part)
-            for seg, part in ((a, live[live < _first(b)]), (b, live[live >= _first(b)]))
-            if len(part)
-        ]
-    )
+    """One delta holding the live vectors of ``a`` then ``b`` (None when none is live), copied a
+    chunk at a time: the merge holds the two inputs and the output, never a fourth copy."""
     merged = VectorIndex.create(dim, factory)
-    merged.add(live, vectors)
-    return merged
-
-
-def _first(segment: VectorIndex) -> int:
-    ids = segment.ids()
-    return int(ids.min()) if len(ids) else 0
+    for segment in (a, b):
+        held = segment.ids()
+        live = held[~np.isin(held, dead.ids)]
+        for start in range(0, len(live), _MERGE_CHUNK):
+            part = live[start : start + _MERGE_CHUNK]
+            merged.add(part, segment.reconstruct(part))
+    return merged if merged.count else None

@@ -12,9 +12,22 @@ import numpy as np
 from core.errors import InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import INDEX_FILE, file_digest
-from core.index.manifest import Manifest, next_generation
+from core.index.manifest import Manifest, next_generation, utc_now
 from core.index.publish import publish, staging_dir
 from core.index.vectors import FLAT_FACTORY, VectorIndex
+
+
+def publish_folder(staging: Path, output: Path, manifest: Manifest) -> Manifest:
+    """The one way a whole index folder is published (a build, a resumed build, an IndexWriter):
+    numbered as ``output``'s next generation (core.index.manifest.next_generation), its
+    manifest written last, everything fsynced, swapped in atomically (core.index.publish). In-place
+    changes have their own single path: the write log, and a compaction's base through
+    :meth:`core.index.mutable.MutableIndex.install_base`."""
+    manifest.generation = next_generation(output, replacing=True)
+    manifest.created_at = utc_now()
+    manifest.write(staging)  # last: a folder without a manifest is not an index
+    publish(staging, output)
+    return manifest
 
 
 class IndexWriter:
@@ -30,8 +43,6 @@ class IndexWriter:
         self.staging = staging_dir(self.output)
         self.vectors = VectorIndex.create(manifest.dim, factory)
         self.manifest.faiss_factory = factory
-        # A rebuild is the output's next generation (even over a folder whose manifest is broken).
-        self.manifest.generation = next_generation(self.output, replacing=True)
         self.store = DocStore(self.staging / DOCS_FILE)
         self._next_iid = 0
 
@@ -55,9 +66,7 @@ class IndexWriter:
         self.manifest.index_file = INDEX_FILE
         self.manifest.tombstones = 0
         self.manifest.files = {INDEX_FILE: file_digest(index_path)}
-        self.manifest.write(self.staging)  # last: a folder without a manifest is not an index
-        publish(self.staging, self.output)
-        return self.manifest
+        return publish_folder(self.staging, self.output, self.manifest)
 
     def abort(self) -> None:
         self.store.close()

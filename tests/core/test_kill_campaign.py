@@ -18,7 +18,16 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "kill_campaign.py"
 @pytest.mark.parametrize(("index_type", "kills"), [("flat", 20), ("hnsw", 8)])
 def test_no_acknowledged_write_is_lost_across_kills(tmp_path: Path, index_type: str, kills: int) -> None:
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--kills", str(kills), "--index-type", index_type, "--work", str(tmp_path)],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--kills",
+            str(kills),
+            "--index-type",
+            index_type,
+            "--work",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -300,7 +300,9 @@ def test_policy_is_due_by_delta_and_deleted_ratio(tmp_path: Path) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     ops=st.lists(
-        st.tuples(st.sampled_from(["put", "del", "compact"]), st.lists(st.integers(0, 30), min_size=1, max_size=6)),
+        st.tuples(
+            st.sampled_from(["put", "del", "compact"]), st.lists(st.integers(0, 30), min_size=1, max_size=6)
+        ),
         min_size=1,
         max_size=12,
     )

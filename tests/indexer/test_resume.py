@@ -200,11 +200,13 @@ def test_resume_with_auto_keeps_the_interrupted_precision(
             build_index(cfg)
         monkeypatch.setattr(build_mod, "_embed_chunk", real_embed)
     else:  # finished, killed before the swap
-        real_publish = build_mod.publish
-        monkeypatch.setattr(build_mod, "publish", lambda *a: (_ for _ in ()).throw(RuntimeError("killed")))
+        import core.index.writer as writer_mod
+
+        real_publish = writer_mod.publish
+        monkeypatch.setattr(writer_mod, "publish", lambda *a: (_ for _ in ()).throw(RuntimeError("killed")))
         with pytest.raises(RuntimeError, match="killed"):
             build_index(cfg)
-        monkeypatch.setattr(build_mod, "publish", real_publish)
+        monkeypatch.setattr(writer_mod, "publish", real_publish)
 
     seen: list[str] = []
 

@@ -116,3 +116,32 @@ def test_index_add_on_a_full_disk_exits_non_zero_with_a_clear_message(
         == 0
     )
     assert _newest(index) == (before[0] + 1, before[1] + 1)
+
+
+def test_a_compaction_on_a_full_disk_fails_cleanly_and_loses_nothing(
+    small_disk: Path,
+    tiny_index: Path,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    index = small_disk / "idx"
+    shutil.copytree(tiny_index, index)
+    corpus = tmp_path / "more.jsonl"
+    corpus.write_text("".join(f'{{"id": "n{i}", "text": "document {i}"}}\n' for i in range(20)))
+    model = ["--model", str(tiny_model_dir)]
+    assert main(["index", "add", "--index", str(index), "--corpus", str(corpus), *model]) == 0
+    before = _newest(index)
+    filler = _fill(small_disk)
+    assert main(["index", "compact", "--index", str(index)]) != 0
+    assert "disk is full" in capsys.readouterr().err
+    assert not list(index.glob(".*.tmp"))  # the half-written base went with the failure
+    filler.unlink()
+    assert _newest(index) == before  # every logged write is still there, served from the log
+    assert main(["index", "compact", "--index", str(index)]) == 0
+    folder = IndexFolder.open(index)
+    try:
+        assert (folder.generation, folder.count) == before and not folder.segments.deltas
+        assert folder.get("n7") is not None
+    finally:
+        folder.close()
