@@ -99,6 +99,7 @@ class DocStore(LogTables):
         self.readonly = readonly
         self.generation = generation
         self._lock = threading.RLock()
+        self._users = [1]  # stores sharing this connection (see view)
         if readonly and not path.is_file():
             raise IndexFormatError(f"{path}: missing")
         if readonly:
@@ -114,15 +115,15 @@ class DocStore(LogTables):
         conn = self._db
         conn.execute("PRAGMA busy_timeout=5000")
         try:
+            self.has_log = self._log_exists()
             if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA + _LOG_SCHEMA)
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            self.has_log = bool(
-                conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log'").fetchone()
-            )
+                if not self.has_log:  # a new store, or one of an older version: its tables
+                    conn.executescript(_SCHEMA + _LOG_SCHEMA)
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    )
+                    self.has_log = True
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
             self.close()
@@ -135,6 +136,23 @@ class DocStore(LogTables):
             raise IndexFormatError(
                 f"{path}: document store schema {version} is not {SCHEMA_VERSION}; rebuild"
             )
+
+    def view(self, generation: int | None) -> DocStore:
+        """Another store on the same connection, pinned to ``generation`` (the next snapshot's):
+        a snapshot per write costs no new connection. The connection is closed by the last
+        :meth:`close` of the stores sharing it (or when the last of them is collected)."""
+        other = object.__new__(DocStore)
+        other.path, other.readonly, other.generation = self.path, self.readonly, generation
+        other._lock, other._db, other.has_log, other._users = self._lock, self._db, self.has_log, self._users
+        with self._lock:
+            if self._db is None:
+                raise IndexFormatError(f"{self.path}: document store is closed")
+            self._users[0] += 1
+        return other
+
+    def _log_exists(self) -> bool:
+        rows = self._rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log'")
+        return bool(rows)
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         with self._lock:
@@ -331,5 +349,7 @@ class DocStore(LogTables):
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
-                self._db.close()
+                self._users[0] -= 1
+                if self._users[0] <= 0:
+                    self._db.close()
                 self._db = None

@@ -171,7 +171,7 @@ class IndexFolder:
         """This snapshot moved to the newest committed generation by replaying the log tail
         (the writes after ours): ``self`` when there is none. Raises :class:`StaleSnapshot`
         when a compaction or rebuild replaced the base (then :meth:`open` again)."""
-        store = DocStore(self.path / DOCS_FILE, readonly=True)
+        store = self.store.view(None)  # this snapshot's connection: nothing new to open
         try:
             m = self.manifest
             tail = store.tail(self.generation, m.generation, m.count, m.dim)

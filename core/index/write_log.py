@@ -53,7 +53,9 @@ class LogTables:
     def latest(self, base_generation: int, base_count: int) -> tuple[int, int]:
         """(generation, live count) of the newest committed write, or the base's own."""
         if not self.has_log:
-            return base_generation, base_count
+            self.has_log = self._log_exists()  # a writer may have added the tables since
+            if not self.has_log:
+                return base_generation, base_count
         row = self._rows(
             "SELECT gen, count FROM log WHERE gen > ? ORDER BY gen DESC LIMIT 1", (base_generation,)
         )
@@ -67,6 +69,9 @@ class LogTables:
             (generation, count, added, deleted, at),
         )
         self._rows("INSERT OR REPLACE INTO meta VALUES ('next_iid', ?)", (str(nxt),))
+
+    def _log_exists(self) -> bool:  # provided by DocStore
+        raise NotImplementedError
 
     def next_iid(self) -> int:  # provided by DocStore
         raise NotImplementedError
