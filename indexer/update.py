@@ -81,8 +81,11 @@ def add_corpus(
             flush()
         if not seen:
             raise DataError(corpus, None, "no documents to add")
-        generation = target.commit()
-        target.compact(full=False, policy=CompactionPolicy.from_env())  # when its deltas are due
+        generation = target.commit()  # durable from here: what follows cannot undo it
+        try:
+            target.compact(full=False, policy=CompactionPolicy.from_env())  # when its deltas are due
+        except Exception as exc:  # a full disk, say: the log keeps every write; compact later
+            log.warning("%s: added, but the compaction that was due failed: %s", index, exc)
     return AddReport(generation, added, replaced, skipped)
 
 

@@ -91,6 +91,7 @@ class LiveIndex:
         self._compactor: threading.Thread | None = None
         self.compactions = 0  # installed by this process (for /ready and tests)
         self._compact_after = 0.0  # monotonic time before which no compaction starts (after a failure)
+        self._install_pending = False
 
     # ------------------------------------------------------------ reload
     def reload(self, force: bool = False) -> bool:
@@ -179,17 +180,26 @@ class LiveIndex:
             if isinstance(first, _Install):
                 self._install(first.base)
                 continue
-            batch = [first]
+            batch: list[_Write] = [first]
+            follow: _Install | None = None  # a compaction's swap: right after this group
+            stop = False
             while True:  # group commit: everything queued meanwhile goes into this generation
                 try:
                     nxt = self._writes.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None or isinstance(nxt, _Install):
-                    self._writes.put(nxt)  # after this group (a shutdown, or a compaction's swap)
+                if nxt is None:
+                    stop = True
+                    break
+                if isinstance(nxt, _Install):
+                    follow = nxt  # never behind the writes that keep arriving meanwhile
                     break
                 batch.append(nxt)
             self._commit(batch)
+            if follow is not None:
+                self._install(follow.base)
+            if stop:
+                return
             self._maybe_compact()
 
     def _open_writer(self) -> MutableIndex:
@@ -252,7 +262,7 @@ class LiveIndex:
     # ------------------------------------------------------------ compaction
     def compact(self, full: bool = False) -> threading.Thread | None:
         """Start a compaction now, in the background (None if one is running)."""
-        if self._compactor is not None and self._compactor.is_alive():
+        if self._compacting():
             return None
         self._ensure_writer()  # it installs the result
         self._compactor = threading.Thread(
@@ -261,8 +271,13 @@ class LiveIndex:
         self._compactor.start()
         return self._compactor
 
+    def _compacting(self) -> bool:
+        """A compaction is building, or built and waiting for the writer thread to install it."""
+        running = self._compactor is not None and self._compactor.is_alive()
+        return running or self._install_pending
+
     def _maybe_compact(self) -> None:
-        if self._policy is None or (self._compactor is not None and self._compactor.is_alive()):
+        if self._policy is None or self._compacting():
             return
         if time.monotonic() < self._compact_after:
             return
@@ -285,9 +300,11 @@ class LiveIndex:
             log.error("compaction of %s failed (retried in %.0f s): %s", self.path, _RETRY_S, exc)
             self._compact_after = time.monotonic() + _RETRY_S
             return
-        self._writes.put(_Install(new))  # started by the writer thread, which is running
+        self._install_pending = True  # no second build from the same base meanwhile
+        self._writes.put(_Install(new))  # installed by the writer thread, which is running
 
     def _install(self, new: NewBase) -> None:
+        self._install_pending = False
         try:
             with self._swap_lock:
                 with self._open_writer() as index:

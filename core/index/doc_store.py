@@ -119,9 +119,14 @@ class DocStore(LogTables):
             if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
                 if not self.has_log:  # a new store, or one of an older version: its tables
-                    conn.executescript(_SCHEMA + _LOG_SCHEMA)
-                    conn.execute(
-                        "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                    # One transaction (SQLite's DDL is transactional): a kill half-way must not
+                    # leave the log table without the indexes its readers rely on.
+                    conn.executescript(
+                        "BEGIN IMMEDIATE;"
+                        + _SCHEMA
+                        + _LOG_SCHEMA
+                        + f"INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                        + "COMMIT;"
                     )
                     self.has_log = True
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -178,6 +183,19 @@ class DocStore(LogTables):
                     conn.execute("RELEASE part")
                 raise
             conn.execute("RELEASE part" if nested else "COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One read transaction: every read inside sees the same committed state, whatever a
+        writer (another process's compaction included) commits meanwhile."""
+        with self._lock:
+            if self._db is None:
+                raise IndexFormatError(f"{self.path}: document store is closed")
+            self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
 
     def begin(self) -> None:
         """Open the transaction that the writes up to :meth:`commit` share (all or nothing)."""

@@ -143,24 +143,28 @@ class IndexFolder:
                 # A whole-folder swap or a compaction between our two reads: the store may
                 # belong to another base. Start again rather than pair two different indexes.
                 raise StaleSnapshot()
-            tail = store.tail(manifest.generation, manifest.generation, manifest.count, manifest.dim)
-            if tail.base_generation > manifest.generation:
-                raise StaleSnapshot()
-            store.generation = manifest.generation
-            base_count = store.count()
-            store.generation = tail.generation
+            with store.reading():  # one consistent state: a compaction may commit meanwhile
+                tail = store.tail(manifest.generation, manifest.generation, manifest.count, manifest.dim)
+                if tail.base_generation > manifest.generation:
+                    raise StaleSnapshot()
+                store.generation = manifest.generation
+                base_count = store.count()
+                store.generation = tail.generation
+                dead = store.deleted_in_base(manifest.generation, tail.generation)
+                newest_count = store.count()
             counts = {"manifest": manifest.count, "docs.sqlite": base_count}
             if vectors.count != manifest.count + manifest.tombstones or base_count != manifest.count:
+                if not same_publication(Manifest.read(path), manifest):
+                    raise StaleSnapshot()  # replaced meanwhile (a rebuild): not damage
                 raise IndexFormatError(
                     f"{path}: document counts disagree ({counts}, faiss {vectors.count}, "
                     f"tombstones {manifest.tombstones})"
                 )
-            dead = store.deleted_in_base(manifest.generation, tail.generation)
             segments = SegmentSet(vectors).with_tail(tail.iids, tail.vectors, np.union1d(dead, tail.deleted))
-            if tail.generation != manifest.generation and store.count() != tail.count:
+            if tail.generation != manifest.generation and newest_count != tail.count:
                 raise IndexFormatError(
                     f"{path}: the write log says {tail.count} documents at generation "
-                    f"{tail.generation}, docs.sqlite holds {store.count()}"
+                    f"{tail.generation}, docs.sqlite holds {newest_count}"
                 )
         except BaseException:
             store.close()

@@ -15,6 +15,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ _NEARLY_FULL_BYTES = 1 << 20  # under 1 MiB free: an I/O error while writing is 
 # C++ writer, whose fwrite failure is a RuntimeError carrying strerror's text.
 _FULL_TEXTS = ("database or disk is full", "no space left on device", "disk quota exceeded")
 
+_STALE_NEW_S = 3600  # a ``.new`` temp this old was left by a killed process
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -171,9 +173,14 @@ class HeldTemp:
     :func:`sweep_files` removes only temps that no live process holds."""
 
     def __init__(self, folder: Path, name: str) -> None:
-        self.path = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        token = uuid.uuid4().hex[:8]
+        self.path = folder / f".{name}.{token}.tmp"
+        # Locked under a name the sweep does not look at, then renamed (the lock stays with the
+        # open file): a sweep can never catch the file between its creation and its lock.
+        fresh = folder / f".{name}.{token}.new"
+        self._fd: int | None = os.open(fresh, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
+        os.rename(fresh, self.path)
 
     def release(self) -> None:
         """Stop holding it (after it was renamed into place, or removed)."""
@@ -204,6 +211,13 @@ def sweep_files(folder: Path, keep: set[str]) -> list[str]:
             os.close(fd)
         path.unlink(missing_ok=True)
         removed.append(path.name)
+    for path in folder.glob(".*.new"):  # a process killed between a temp's creation and its lock
+        try:
+            if time.time() - path.stat().st_mtime > _STALE_NEW_S:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        except OSError:
+            continue
     for path in folder.glob("index*.faiss"):
         if path.name not in keep:
             path.unlink(missing_ok=True)

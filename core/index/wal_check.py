@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import struct
 from pathlib import Path
 
@@ -71,34 +72,54 @@ def check_wal(db: Path) -> int:
     """Check ``db``'s WAL (see the module's doc); returns the frames SQLite will keep."""
     wal = db.with_name(db.name + "-wal")
     try:
-        if wal.stat().st_size < _HEADER:
-            return 0
-        data = np.memmap(wal, dtype=np.uint8, mode="r")  # a WAL may be larger than memory
+        fd = os.open(wal, os.O_RDONLY)
     except FileNotFoundError:
         return 0
-    magic, _version, page, _seq, salt1, salt2, h0, h1 = struct.unpack(">8I", data[:_HEADER].tobytes())
-    dtype = _MAGICS.get(magic)
-    if dtype is None or page < 512 or page & (page - 1):
-        return 0  # not a WAL SQLite would use: it ignores it too
-    header_words = np.frombuffer(data[:24].tobytes(), dtype=dtype).reshape(1, 6)
-    if tuple(int(v) for v in _parts(header_words, _powers(3))[0]) != (h0, h1):
-        return 0  # a header that fails its own checksum: SQLite resets the WAL, nothing was in it
-    size = _FRAME_HEADER + page
-    frames = (len(data) - _HEADER) // size
-    partial = (len(data) - _HEADER) % size
-    if not frames:
+    try:
+        header = os.pread(fd, _HEADER, 0)
+        if len(header) < _HEADER:
+            return 0
+        magic, _version, page, _seq, salt1, salt2, h0, h1 = struct.unpack(">8I", header)
+        dtype = _MAGICS.get(magic)
+        if dtype is None or page < 512 or page & (page - 1):
+            return 0  # not a WAL SQLite would use: it ignores it too
+        header_words = np.frombuffer(header[:24], dtype=dtype).reshape(1, 6)
+        if tuple(int(v) for v in _parts(header_words, _powers(3))[0]) != (h0, h1):
+            return 0  # a header that fails its own checksum: SQLite resets the WAL, nothing was in it
+        size = _FRAME_HEADER + page
+        n = (8 + page) // 8  # word pairs summed per frame: its header's first 8 bytes, then the page
+        powers = _powers(n + 1)
+        # Read with pread, a chunk at a time (a WAL may be larger than memory, and a writer may
+        # truncate it meanwhile: a short read is the end, never a crash); each frame's header and
+        # page come from the same read.
+        heads_parts, parts_parts, partial, offset = [], [], 0, _HEADER
+        while True:
+            data = os.pread(fd, size * _FRAMES_AT_ONCE, offset)
+            whole = len(data) // size
+            if whole:
+                chunk = np.frombuffer(data, dtype=np.uint8, count=whole * size).reshape(whole, size)
+                heads_parts.append(chunk[:, :_FRAME_HEADER].copy().view(">u4"))
+                body = np.concatenate([chunk[:, :8], chunk[:, _FRAME_HEADER:]], axis=1)
+                parts_parts.append(_parts(body.view(dtype).reshape(whole, 2 * n), powers[:n]))
+            if len(data) < size * _FRAMES_AT_ONCE:
+                partial = len(data) - whole * size
+                break
+            offset += len(data)
+        restarted = os.pread(fd, _HEADER, 0) != header
+    finally:
+        os.close(fd)
+    if restarted:
+        # A checkpoint restarted the WAL while we read it (new salts): what it held is in the
+        # database file now, and the frames we read are a mix of two cycles. Nothing to judge.
+        log.debug("%s: restarted while it was checked; skipped", wal)
+        return 0
+    if not heads_parts:
         if partial:
             log.warning("%s: dropped a torn frame at the end of the write log (%d bytes)", wal, partial)
         return 0
-    raw = data[_HEADER : _HEADER + frames * size].reshape(frames, size)
-    heads = raw[:, :_FRAME_HEADER].copy().view(">u4")  # page, commit size, salt1, salt2, sum0, sum1
-    n = (8 + page) // 8  # word pairs summed per frame: its header's first 8 bytes, then the page
-    powers = _powers(n + 1)
-    parts = np.empty((frames, 2), dtype=np.uint64)
-    for start in range(0, frames, _FRAMES_AT_ONCE):  # bounded memory for a WAL of any size
-        chunk = raw[start : start + _FRAMES_AT_ONCE]
-        body = np.concatenate([chunk[:, :8], chunk[:, _FRAME_HEADER:]], axis=1)
-        parts[start : start + len(chunk)] = _parts(body.view(dtype).reshape(len(chunk), 2 * n), powers[:n])
+    heads = np.concatenate(heads_parts)  # page, commit size, salt1, salt2, sum0, sum1
+    parts = np.concatenate(parts_parts)
+    frames = len(heads)
     full = powers[n]
     ours = (heads[:, 2] == salt1) & (heads[:, 3] == salt2)
     state, first_bad, kept = (h0, h1), None, 0

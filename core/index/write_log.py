@@ -87,7 +87,9 @@ class LogTables:
             conn = self._db
             if conn is None:
                 raise IndexFormatError("document store is closed")
-            conn.execute("BEGIN")
+            outer = conn.in_transaction  # inside a caller's read transaction (from_base)
+            if not outer:
+                conn.execute("BEGIN")
             try:
                 gen, count = self.latest(base_generation, base_count)
                 meta_base = self.base_generation() or 0
@@ -109,7 +111,8 @@ class LogTables:
                     (max(after, base_generation), gen, gen),
                 ).fetchone()[0]
             finally:
-                conn.execute("COMMIT")
+                if not outer:
+                    conn.execute("COMMIT")
         iids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         if int(expected) != len(rows) and meta_base <= base_generation:
