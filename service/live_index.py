@@ -38,6 +38,7 @@ from core.index.folder import IndexFolder, StaleSnapshot
 from core.index.manifest import Manifest, same_publication
 from core.index.mutable import MutableIndex
 from core.index.publish import as_disk_full
+from core.index.segments import release_free_memory
 
 log = logging.getLogger(__name__)
 _RETRY_S = 60.0  # a failed compaction is tried again after this long (and the next write)
@@ -136,7 +137,12 @@ class LiveIndex:
             return True
 
     def _swap(self, fresh: IndexFolder) -> None:
+        old = self.current
+        freed = len(fresh.segments.deltas) < len(old.segments.deltas) or fresh.vectors is not old.vectors
         self.current = fresh
+        del old  # the old snapshot goes when its last search ends (often: now)
+        if freed:
+            release_free_memory()  # a merge or a compaction freed segments: return their pages
         if self._on_swap is not None:
             self._on_swap(fresh)
 

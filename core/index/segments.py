@@ -15,18 +15,32 @@ a new generation is a new :class:`SegmentSet` that shares the unchanged segments
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass, field
 from typing import Any
 
+import faiss
 import numpy as np
 
 from core.index.deleted import Deleted
 from core.index.vectors import BINARY_FACTORY, FLAT_FACTORY, VectorIndex, is_binary_factory
 
-# A delta segment is merged with the one before it once it is at least half that one's size, so
-# there are O(log n) deltas, each vector is copied O(log n) times; never more than this many.
+# Trailing deltas are merged with the one before them once together they are at least half its
+# size, so there are O(log n) deltas and each vector is copied O(log n) times; never more than
+# this many.
 MAX_DELTAS = 12
 _MERGE_CHUNK = 16_384
+
+
+def release_free_memory() -> bool:
+    """Give the heap's free pages back to the kernel (glibc ``malloc_trim``, which also returns
+    free pages in the middle of the heap). Segments under glibc's mmap threshold live in the
+    heap: once a merge or a compaction frees them, their pages would otherwise stay resident.
+    False off glibc."""
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -69,10 +83,17 @@ class SegmentSet:
             segment.add(iids[order], vectors[order])
             deltas.append(segment)
             firsts.append(int(iids[order[0]]))
-        while len(deltas) > 1 and (2 * deltas[-1].count >= deltas[-2].count or len(deltas) > MAX_DELTAS):
-            merged = _merge(deltas[-2], deltas[-1], dead, self.dim, self.delta_factory())
-            deltas[-2:] = [merged] if merged is not None else []
-            firsts[-2:] = [firsts[-2]] if merged is not None else []
+        # How many trailing deltas merge (by count, before any copy), then ONE merge of them all:
+        # a cascade of pairwise merges would hold each intermediate output at once.
+        sizes, take = [d.count for d in deltas], 1
+        while take < len(sizes) and (
+            2 * sum(sizes[-take:]) >= sizes[-take - 1] or len(sizes) - take + 1 > MAX_DELTAS
+        ):
+            take += 1
+        if take > 1:
+            merged = _merge(deltas[-take:], dead, self.dim, self.delta_factory())
+            deltas[-take:] = [merged] if merged is not None else []
+            firsts[-take:] = [firsts[-take]] if merged is not None else []
         return SegmentSet(self.base, tuple(deltas), dead, tuple(firsts))
 
     def segments(self) -> list[VectorIndex]:
@@ -110,14 +131,51 @@ class SegmentSet:
         return out
 
 
-def _merge(a: VectorIndex, b: VectorIndex, dead: Deleted, dim: int, factory: str) -> VectorIndex | None:
-    """One delta holding the live vectors of ``a`` then ``b`` (None when none is live), copied a
-    chunk at a time: the merge holds the two inputs and the output, never a fourth copy."""
-    merged = VectorIndex.create(dim, factory)
-    for segment in (a, b):
+def _merge(parts: list[VectorIndex], dead: Deleted, dim: int, factory: str) -> VectorIndex | None:
+    """One delta holding the live vectors of ``parts``, in order (None when none is live). Flat
+    float deltas are concatenated into storage sized once (no growth by doubling, no temporary
+    copy): the merge holds its inputs and its output, nothing more. Others are copied a chunk at
+    a time."""
+    lives = []
+    for segment in parts:
         held = segment.ids()
-        live = held[~np.isin(held, dead.ids)]
-        for start in range(0, len(live), _MERGE_CHUNK):
-            part = live[start : start + _MERGE_CHUNK]
+        keep = ~np.isin(held, dead.ids)
+        lives.append((segment, held, np.flatnonzero(keep)))
+    total = sum(len(rows) for _, _, rows in lives)
+    if not total:
+        return None
+    if factory == FLAT_FACTORY:
+        return _concat_flat(lives, dim, total)
+    merged = VectorIndex.create(dim, factory)
+    for segment, held, rows in lives:
+        for start in range(0, len(rows), _MERGE_CHUNK):
+            part = held[rows[start : start + _MERGE_CHUNK]]
             merged.add(part, segment.reconstruct(part))
-    return merged if merged.count else None
+    return merged
+
+
+def _concat_flat(
+    lives: list[tuple[VectorIndex, np.ndarray, np.ndarray]], dim: int, total: int
+) -> VectorIndex:
+    """An ``IDMap2,Flat`` index of the given rows of flat segments, written straight into its
+    storage (FAISS's own fields, through SWIG's views of them)."""
+    inner = faiss.IndexFlatIP(dim)
+    wrapper = faiss.IndexIDMap2(inner)  # wraps an empty index (FAISS insists), then filled
+    inner.codes.resize(total * inner.code_size)
+    out = faiss.rev_swig_ptr(inner.codes.data(), total * inner.code_size).reshape(total, inner.code_size)
+    ids = np.empty(total, dtype=np.int64)
+    at = 0
+    for segment, held, rows in lives:
+        source: Any = faiss.downcast_index(segment.index.index)  # an IndexFlat (stubs lag SWIG)
+        codes = faiss.rev_swig_ptr(source.codes.data(), source.ntotal * source.code_size)
+        codes = codes.reshape(source.ntotal, source.code_size)
+        for start in range(0, len(rows), _MERGE_CHUNK):
+            part = rows[start : start + _MERGE_CHUNK]
+            out[at : at + len(part)] = codes[part]
+            ids[at : at + len(part)] = held[part]
+            at += len(part)
+    inner.ntotal = total
+    faiss.copy_array_to_vector(ids, wrapper.id_map)
+    wrapper.ntotal = total
+    wrapper.construct_rev_map()
+    return VectorIndex(wrapper, FLAT_FACTORY)
