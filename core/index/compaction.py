@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.index.publish import HeldTemp
+from core.index.segments import live_rows
 from core.index.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -60,15 +61,11 @@ class CompactionPolicy:
         )
 
     def due(self, snapshot: IndexFolder) -> bool:
-        base = snapshot.segments.base.count
-        deltas = snapshot.segments.delta_count()
-        dead = len(snapshot.dead)
-        return deltas >= max(self.min_vectors, self.delta_ratio * base) or dead >= max(
-            self.min_vectors, self.deleted_ratio * base
-        )
+        deltas, base = snapshot.segments.delta_count(), snapshot.segments.base.count
+        return deltas >= max(self.min_vectors, self.delta_ratio * base) or self.full(snapshot)
 
     def full(self, snapshot: IndexFolder) -> bool:
-        """Rebuild an HNSW graph (rather than add to it) once its tombstones are this many."""
+        """The deleted ids are due (and an HNSW graph is rebuilt rather than added to)."""
         return len(snapshot.dead) >= max(self.min_vectors, self.deleted_ratio * snapshot.segments.base.count)
 
 
@@ -95,7 +92,8 @@ def build_base(snapshot: IndexFolder, full: bool = False) -> VectorIndex:
             new.delete(dead)
     elif full:
         new = VectorIndex.create(base.dim, base.factory)
-        live = np.setdiff1d(base.ids(), dead, assume_unique=True)
+        held, rows = live_rows(base, seg.deleted)
+        live = held[rows]
         for start in range(0, len(live), _CHUNK):
             part = live[start : start + _CHUNK]
             new.add(part, base.reconstruct(part))
@@ -107,11 +105,10 @@ def build_base(snapshot: IndexFolder, full: bool = False) -> VectorIndex:
 
 
 def _live_deltas(snapshot: IndexFolder) -> tuple[np.ndarray, np.ndarray]:
-    dead = snapshot.segments.deleted.ids
     ids, vecs = [], []
     for delta in snapshot.segments.deltas:
-        held = delta.ids()
-        live = held[~np.isin(held, dead)]
+        held, rows = live_rows(delta, snapshot.segments.deleted)
+        live = held[rows]
         if len(live):
             ids.append(live)
             vecs.append(delta.reconstruct(live))

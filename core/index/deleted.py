@@ -32,7 +32,7 @@ class Deleted:
         self._keep: list[Any] = []  # SWIG does not own what the selector points at
         # binary segments: their excluded row numbers, per segment (weakly: a merged-away segment
         # goes, and a new one never inherits its entry through a reused id())
-        self._rows: weakref.WeakKeyDictionary[Any, np.ndarray] = weakref.WeakKeyDictionary()
+        self._rows: weakref.WeakKeyDictionary[Any, Deleted] = weakref.WeakKeyDictionary()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -61,11 +61,12 @@ class Deleted:
                 self._selector = faiss.IDSelectorNot(inner)
             return self._selector
 
-    def rows_in(self, segment: HasIds) -> np.ndarray:
-        """Row numbers of ``segment``'s deleted vectors (a binary segment searches by row)."""
+    def rows_in(self, segment: HasIds) -> Deleted:
+        """Row numbers of ``segment``'s deleted vectors (a binary segment searches by row), kept
+        with their own shared selector."""
         with self._lock:
             rows = self._rows.get(segment)
             if rows is None:
-                rows = np.flatnonzero(np.isin(segment.ids(), self.ids)).astype(np.int64)
+                rows = Deleted(np.flatnonzero(np.isin(segment.ids(), self.ids)))
                 self._rows[segment] = rows
             return rows

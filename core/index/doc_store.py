@@ -205,15 +205,10 @@ class DocStore(LogTables):
 
     def commit(self) -> None:
         """Commit (with ``synchronous=FULL`` in WAL mode: one fsync of the WAL, the write is
-        durable once this returns)."""
+        durable once this returns). On failure the transaction may stay open: :meth:`rollback`."""
         with self._lock:
             assert self._db is not None
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+            self._db.execute("COMMIT")
 
     def rollback(self) -> None:
         with self._lock:
@@ -274,11 +269,6 @@ class DocStore(LogTables):
             params += args
         sql = f"SELECT iid FROM docs WHERE {' AND '.join([*clauses, _LIVE_POS])} ORDER BY iid"
         rows = self._rows(sql, [*params, self._gen(), self._gen()])
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-
-    def live_iid_array(self) -> np.ndarray:
-        """Int ids of every live row at the pinned generation, sorted."""
-        rows = self._rows(f"SELECT iid FROM docs WHERE {_LIVE} ORDER BY iid", {"g": self._gen()})
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def count(self) -> int:

@@ -179,12 +179,11 @@ class MutableIndex:
     def delete(self, doc_ids: Sequence[str], commit: bool = True) -> UpdateResult:
         """Delete by external id; ids that do not exist are reported, not an error."""
         unique = list(dict.fromkeys(doc_ids))
-        if self._pending is None:
-            found = self.store.live_iids(unique)
-            if not found:  # nothing to do: no transaction, no new generation
-                return UpdateResult(self.generation, 0, 0, 0, unique)
-        gen = self._begin()
+        # Read before the transaction opens: this writer holds the lock, nothing changes it.
         found = self.store.live_iids(unique)
+        if not found and self._pending is None:  # nothing to do: no transaction, no generation
+            return UpdateResult(self.generation, 0, 0, 0, unique)
+        gen = self._begin()
         missing = [i for i in unique if i not in found]
         if found:
             self.store.apply(gen, [], list(found.values()))
@@ -235,13 +234,12 @@ class MutableIndex:
         """Fold the log into a new base now (``full``: HNSW rebuilt without its tombstones too);
         without ``full``, only when ``policy`` says it is due. Returns the manifest."""
         self.commit()  # pending writes first: compaction starts from a committed generation
+        policy = policy or CompactionPolicy.from_env()
         snapshot = self.snapshot()
         try:
-            if not full and not (policy or CompactionPolicy.from_env()).due(snapshot):
+            if not full and not policy.due(snapshot):
                 return self.manifest
-            if not full and policy is not None:
-                full = policy.full(snapshot)
-            new = prepare(snapshot, full)
+            new = prepare(snapshot, full or policy.full(snapshot))
         finally:
             snapshot.close()
         self.install_base(new)

@@ -131,16 +131,19 @@ class SegmentSet:
         return out
 
 
+def live_rows(segment: VectorIndex, dead: Deleted) -> tuple[np.ndarray, np.ndarray]:
+    """``segment``'s ids, and the row numbers of those not deleted (what a merge or a compaction
+    carries over)."""
+    held = segment.ids()
+    return held, np.flatnonzero(~np.isin(held, dead.ids))
+
+
 def _merge(parts: list[VectorIndex], dead: Deleted, dim: int, factory: str) -> VectorIndex | None:
     """One delta holding the live vectors of ``parts``, in order (None when none is live). Flat
     float deltas are concatenated into storage sized once (no growth by doubling, no temporary
     copy): the merge holds its inputs and its output, nothing more. Others are copied a chunk at
     a time."""
-    lives = []
-    for segment in parts:
-        held = segment.ids()
-        keep = ~np.isin(held, dead.ids)
-        lives.append((segment, held, np.flatnonzero(keep)))
+    lives = [(segment, *live_rows(segment, dead)) for segment in parts]
     total = sum(len(rows) for _, _, rows in lives)
     if not total:
         return None

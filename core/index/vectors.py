@@ -264,7 +264,7 @@ class VectorIndex:
         return scores, ids
 
     def _search_binary(
-        self, queries: np.ndarray, k: int, multiplier: Any, skip_rows: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, multiplier: Any, skip_rows: Deleted | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Hamming top ``multiplier * k`` (rows in ``skip_rows`` skipped inside FAISS), rescored by
         query . sign(doc) / sqrt(dim): the cosine between the query and the doc's +-1 vector, so
@@ -286,11 +286,10 @@ class VectorIndex:
         # Search the flat index inside the IDMap2 wrapper: its row numbers pick the candidates'
         # codes straight out of its storage (no copy of the index), and map to our ids.
         inner: Any = faiss.downcast_IndexBinary(self.index.index)  # an IndexBinaryFlat
-        if skip_rows is not None and len(skip_rows):
-            batch = faiss.IDSelectorBatch(skip_rows)
-            sp = getattr(faiss, "SearchParameters")(sel=faiss.IDSelectorNot(batch))  # noqa: B009
+        skip = skip_rows.selector() if skip_rows is not None else None  # built once, shared
+        if skip is not None:
+            sp = getattr(faiss, "SearchParameters")(sel=skip)  # noqa: B009
             _, rows = inner.search(binary_codes(queries), fetch, params=sp)
-            del batch  # alive until the search returned (SWIG does not own it)
         else:
             _, rows = inner.search(binary_codes(queries), fetch)
         codes = faiss.rev_swig_ptr(inner.xb.data(), total * inner.code_size).reshape(total, inner.code_size)

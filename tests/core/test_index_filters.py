@@ -10,10 +10,8 @@ import pytest
 from core.index import folder as folder_module
 from core.index.doc_store import Document
 from core.index.folder import IndexFolder
-from core.index.manifest import Manifest
 from core.index.mutable import MutableIndex
-from core.index.vectors import plan_index
-from core.index.writer import IndexWriter
+from tests.core.helpers import build_planned, unit_vectors
 
 DIM = 16
 N = 2000
@@ -21,8 +19,7 @@ COLOURS = ["red", "green", "blue", "black"]
 
 
 def _vectors(n: int, seed: int = 0) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    return unit_vectors(n, DIM, seed)
 
 
 def _meta(i: int) -> dict[str, object]:
@@ -32,15 +29,7 @@ def _meta(i: int) -> dict[str, object]:
 
 def _build(out: Path, index_type: str) -> np.ndarray:
     vectors = _vectors(N)
-    plan = plan_index(index_type, N, DIM)
-    manifest = Manifest(model_fingerprint="f" * 64, dim=DIM, normalized=True, count=0, max_seq_length=16)
-    manifest.index_type = index_type
-    manifest.search_params = plan.search_params or {}
-    with IndexWriter(out, manifest, plan.factory) as writer:
-        if plan.train_size:
-            writer.vectors.train(vectors[: plan.train_size])
-        writer.add([Document(f"d{i}", f"text {i}", _meta(i)) for i in range(N)], vectors)
-        writer.commit()
+    build_planned(out, index_type, [Document(f"d{i}", f"text {i}", _meta(i)) for i in range(N)], vectors)
     return vectors
 
 

@@ -22,7 +22,7 @@ from core.index.publish import HeldTemp, sweep_files
 from core.index.segments import MAX_DELTAS
 from core.index.vectors import plan_index
 from core.index.wal_check import check_wal
-from core.index.writer import IndexWriter
+from tests.core.helpers import build_planned, unit_vectors
 
 DIM = 16
 N = 400
@@ -30,21 +30,12 @@ TYPES = ["flat", "hnsw", "ivf", "ivfpq", "sq8", "binary"]
 
 
 def _unit(n: int, seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    return unit_vectors(n, DIM, seed)
 
 
 def _build(out: Path, index_type: str, n: int = N) -> np.ndarray:
     vectors = _unit(n, 0)
-    plan = plan_index(index_type, n, DIM)
-    manifest = Manifest(model_fingerprint="f" * 64, dim=DIM, normalized=True, count=0, max_seq_length=16)
-    manifest.index_type = index_type
-    manifest.search_params = plan.search_params or {}
-    with IndexWriter(out, manifest, plan.factory) as writer:
-        if plan.train_size:
-            writer.vectors.train(vectors[: plan.train_size])
-        writer.add([Document(f"d{i}", f"text {i}", {"i": i}) for i in range(n)], vectors)
-        writer.commit()
+    build_planned(out, index_type, [Document(f"d{i}", f"text {i}", {"i": i}) for i in range(n)], vectors)
     return vectors
 
 

@@ -35,6 +35,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.fixture
+def index(small_disk: Path, tiny_index: Path) -> Path:
+    """A copy of the tiny index on the small disk."""
+    copy = small_disk / "idx"
+    shutil.copytree(tiny_index, copy)
+    return copy
+
+
 def _fill(mnt: Path) -> Path:
     filler = mnt / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -60,10 +68,8 @@ def _newest(index: Path) -> tuple[int, int]:
 
 
 def test_a_write_on_a_full_disk_is_507_and_loses_nothing(
-    small_disk: Path, tiny_index: Path, make_client: MakeClient
+    small_disk: Path, index: Path, make_client: MakeClient
 ) -> None:
-    index = small_disk / "idx"
-    shutil.copytree(tiny_index, index)
     client = make_client(index)
     ok = client.put("/documents", json={"documents": [{"id": "kept", "text": "kept before the disk filled"}]})
     assert ok.status_code == 200, ok.text
@@ -93,13 +99,11 @@ def test_a_write_on_a_full_disk_is_507_and_loses_nothing(
 
 def test_index_add_on_a_full_disk_exits_non_zero_with_a_clear_message(
     small_disk: Path,
-    tiny_index: Path,
+    index: Path,
     tiny_model_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    index = small_disk / "idx"
-    shutil.copytree(tiny_index, index)
     corpus = tmp_path / "more.jsonl"
     corpus.write_text('{"id": "new-1", "text": "a new document"}\n')
     before = _newest(index)
@@ -120,13 +124,11 @@ def test_index_add_on_a_full_disk_exits_non_zero_with_a_clear_message(
 
 def test_a_compaction_on_a_full_disk_fails_cleanly_and_loses_nothing(
     small_disk: Path,
-    tiny_index: Path,
+    index: Path,
     tiny_model_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    index = small_disk / "idx"
-    shutil.copytree(tiny_index, index)
     corpus = tmp_path / "more.jsonl"
     corpus.write_text("".join(f'{{"id": "n{i}", "text": "document {i}"}}\n' for i in range(20)))
     model = ["--model", str(tiny_model_dir)]
