@@ -32,7 +32,11 @@ _ONEDNN_ACT = {None: ("none", ""), "gelu": ("gelu", "none"), "relu": ("relu", ""
 
 def _probe_onednn() -> bool:
     """Whether torch's oneDNN linear (``mkldnn::_linear_pointwise``, the op inductor fuses CPU
-    linears into) runs here and agrees with ``F.linear``. Off with ``SEMSEARCH_ONEDNN=0``."""
+    linears into) runs here and agrees with ``F.linear``. Off with ``SEMSEARCH_ONEDNN=0``.
+
+    Asked on first use, never at import: the probe is a parallel region, and run on the importing
+    thread it would leave that thread an OpenMP team of its own (core.model_thread says why that
+    slows every model call of the service)."""
     if os.environ.get("SEMSEARCH_ONEDNN", "1") == "0" or not torch.backends.mkldnn.is_available():
         return False
     try:
@@ -45,7 +49,15 @@ def _probe_onednn() -> bool:
         return False
 
 
-ONEDNN_LINEAR = _probe_onednn()
+_onednn: bool | None = None
+
+
+def onednn_linear() -> bool:
+    """:func:`_probe_onednn`'s answer, probed once, on the first thread that asks."""
+    global _onednn
+    if _onednn is None:
+        _onednn = _probe_onednn()
+    return _onednn
 
 
 def dense(layer: nn.Module, x: torch.Tensor, act: str | None = None) -> torch.Tensor:
@@ -55,11 +67,11 @@ def dense(layer: nn.Module, x: torch.Tensor, act: str | None = None) -> torch.Te
     saved a pass over the largest activation (BENCHMARKS.md). int8-quantised layers, CUDA and
     autograd take the ordinary modules."""
     if (
-        ONEDNN_LINEAR
-        and type(layer) is nn.Linear
+        type(layer) is nn.Linear
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
         and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
+        and onednn_linear()
     ):
         attr, algorithm = _ONEDNN_ACT[act]
         fused: torch.Tensor = torch.ops.mkldnn._linear_pointwise(

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from core import model_thread
 from service.auth import AuthMiddleware
 from service.disconnect import CancelOnDisconnectMiddleware
 from service.engine import SearchEngine
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Searches and reads run on threads that keep off the model thread's OpenMP team.
+        asyncio.get_running_loop().set_default_executor(model_thread.worker_pool())
         if app.state.engine is None:
             # Off the loop: loading weights and the index takes seconds.
             app.state.engine = await asyncio.to_thread(SearchEngine.load, settings, metrics)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core import model_thread
 from core.errors import IndexBusyError, IndexFormatError, SemsearchError
 from core.index.compaction import CompactionPolicy, NewBase, prepare
 from core.index.doc_store import Document
@@ -179,6 +180,7 @@ class LiveIndex:
         self.current.close()
 
     def _write_loop(self) -> None:
+        model_thread.one_native_thread()  # FAISS adds and merges here keep off the model's team
         while True:
             first = self._writes.get()
             if first is None:
@@ -300,6 +302,8 @@ class LiveIndex:
 
     def _compact(self, snapshot: IndexFolder, full: bool) -> None:
         """Build the new base beside the searches (no lock), then queue its install."""
+        # Background work runs on this one thread: a team of its own would slow every model call.
+        model_thread.one_native_thread()
         try:
             new = prepare(snapshot, full)
         except Exception as exc:  # a full disk, say: the log keeps every write; retried later

@@ -14,7 +14,7 @@ from core.batching import cpu_token_budget
 from core.encoder import Encoder
 
 needs_onednn = pytest.mark.skipif(
-    not fast_bert.ONEDNN_LINEAR, reason="torch has no working oneDNN linear here"
+    not fast_bert.onednn_linear(), reason="torch has no working oneDNN linear here"
 )
 
 
@@ -35,7 +35,7 @@ def test_onednn_dense_matches_the_module(dtype: torch.dtype, act: str | None) ->
 
 
 def test_dense_keeps_autograd_and_quantised_layers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fast_bert, "ONEDNN_LINEAR", True)
+    monkeypatch.setattr(fast_bert, "_onednn", True)
     used: list[str] = []
 
     def spy(*args: object) -> torch.Tensor:
