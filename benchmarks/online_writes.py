@@ -3,10 +3,12 @@
 The base vectors are random unit vectors (384-d, flat), so the engine is measured, not a model's
 quality. Four phases, each against real files in ``--work`` (built once, reused by later runs):
 
-1. ``put``: ``PUT /documents`` of one short document (the packaged MiniLM encodes it), and
-   ``DELETE /documents/{id}`` of every other one (no model: the storage engine and HTTP alone),
-   one request at a time, against two real ``semsearch serve`` processes up at once, one over 1k
-   and one over 1M vectors, requests alternating between them: p50 / p99 and their ratio.
+1. ``put``: ``PUT /documents`` of one short document (the packaged MiniLM encodes it), the same
+   with its vector given (a random unit vector: no model call, the storage engine and HTTP alone),
+   ``DELETE /documents/{id}`` of every other encoded one, and ``POST /embed`` of the same text
+   (the model call and HTTP, nothing stored), one request at a time, against two real
+   ``semsearch serve`` processes up at once, one over 1k and one over 1M vectors, requests
+   alternating between them: p50 / p99 and their ratio.
 2. ``sustained``: upserts in batches of 100 random vectors through the service's own write path
    (``service.live_index.LiveIndex``: group commit, log, snapshot), encoder excluded, at 1M
    vectors, in a fresh process: documents/s, and peak RSS (VmHWM) against the FAISS file's size.
@@ -81,16 +83,21 @@ def phase_put(small: Path, large: Path, requests: int) -> dict[str, Any]:
     does to one size it does to the other, so the ratio is fair on a noisy host."""
     env = {"SEMSEARCH_DEVICE": "cpu", "SEMSEARCH_RELOAD_INTERVAL_S": "0"}
     servers = [start_server(str(small), None, env), start_server(str(large), None, env)]
-    times: dict[str, list[list[float]]] = {"put": [[], []], "delete": [[], []]}
+    times: dict[str, list[list[float]]] = {w: [[], []] for w in ("put", "put_vector", "delete", "embed")}
+    given = unit(requests + 20, seed=7).tolist()
     try:
         clients = [httpx.Client(base_url=url, timeout=30) for _, url in servers]
         before = [c.get("/ready").json()["documents"] for c in clients]
         for i in range(requests + 20):
             for side, client in enumerate(clients):
-                body = {"documents": [{"id": f"put-{i}", "text": f"an online document number {i}"}]}
+                text = f"an online document number {i}"
+                body = {"documents": [{"id": f"put-{i}", "text": text}]}
+                own = {"documents": [{"id": f"vec-{i}", "text": text, "vector": given[i]}]}
                 for what, call in (
                     ("put", lambda c=client, b=body: c.put("/documents", json=b)),
+                    ("put_vector", lambda c=client, b=own: c.put("/documents", json=b)),
                     ("delete", lambda c=client, n=i: c.delete(f"/documents/put-{n}") if n % 2 else None),
+                    ("embed", lambda c=client, t=text: c.post("/embed", json={"texts": [t]})),
                 ):
                     t0 = time.perf_counter()
                     resp = call()
@@ -103,6 +110,7 @@ def phase_put(small: Path, large: Path, requests: int) -> dict[str, Any]:
                         times[what][side].append(elapsed)
         after = [c.get("/ready").json()["documents"] for c in clients]
         kept = (requests + 20) // 2 + (requests + 20) % 2  # the odd ones were deleted again
+        kept += requests + 20  # and every document that came with its vector
         assert after == [b + kept for b in before], (before, after)
     finally:
         for proc, _ in servers:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +72,11 @@ def one_native_thread() -> None:
     has imported torch and faiss before it serves."""
     if getattr(_local, "is_model_thread", False) or getattr(_local, "one_thread", False):
         return
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # torch sets each thread's OpenMP count to its own setting on the thread's first parallel
+        # op (a lazy, once-per-thread init): run that init now, so it cannot undo the limit later.
+        torch.get_num_threads()
     for runtime in _openmp_runtimes():
         setter = getattr(runtime, "omp_set_num_threads", None)
         if setter is not None:

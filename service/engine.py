@@ -332,10 +332,35 @@ class SearchEngine:
             raise NotFoundError(f"no document with id {doc_id!r}")
         return doc
 
-    async def upsert(self, docs: Sequence[Document]) -> WriteResult:
+    async def upsert(
+        self, docs: Sequence[Document], given: Sequence[Sequence[float] | None] | None = None
+    ) -> WriteResult:
+        """Upsert ``docs``; ``given[i]``, where not None, is document i's vector, computed by the
+        client (checked against the index's dimension), and its text is not encoded."""
         self.check_writable()
-        encoded = await self.encode([d.text for d in docs], "documents")
-        result = await self.index.upsert(docs, encoded.embeddings)
+        given = given if given is not None else [None] * len(docs)
+        dim = self.encoder.dim
+        vectors = np.empty((len(docs), dim), dtype=np.float32)
+        for i, v in enumerate(given):  # every given vector checked before any model call
+            if v is None:
+                continue
+            if len(v) != dim:
+                raise InvalidInputError(
+                    f"documents[{i}].vector has {len(v)} values; the index's dimension is {dim}"
+                )
+            with np.errstate(over="ignore"):
+                vectors[i] = v
+            norm = float(np.linalg.norm(vectors[i].astype(np.float64)))
+            if not (np.isfinite(vectors[i]).all() and 0 < norm < np.inf):
+                raise InvalidInputError(
+                    f"documents[{i}].vector does not fit float32 with a usable length "
+                    "(a value overflows, or every value rounds to zero)"
+                )
+        todo = [i for i, v in enumerate(given) if v is None]
+        if todo:
+            encoded = await self.encode([docs[i].text for i in todo], "documents")
+            vectors[todo] = encoded.embeddings
+        result = await self.index.upsert(docs, vectors)
         self.metrics.writes.labels("upsert").inc(len(docs))
         return result
 

@@ -255,10 +255,32 @@ class SimilarityResponse(BaseModel):
 DocId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
+MAX_VECTOR_DIM = 8192  # a bound before the engine's exact check against the index's dimension
+
+
 class DocumentIn(Strict):
     id: DocId
     text: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    vector: list[float] | None = Field(
+        None,
+        max_length=MAX_VECTOR_DIM,
+        description="The document's embedding when it is computed already (by `/embed`, or by the "
+        "index's own model elsewhere): stored instead of encoding `text`, scaled to unit length when "
+        "the index is normalised. Its length must be the index's dimension. `text` is still stored, "
+        "filtered on and used by hybrid search.",
+    )
+
+    @field_validator("vector")
+    @classmethod
+    def _vector(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if not all(math.isfinite(x) for x in v):
+            raise ValueError("vector must hold finite numbers only")
+        if not any(v):
+            raise ValueError("vector must not be all zeros: it has no direction to search by")
+        return v
 
     @field_validator("text")
     @classmethod

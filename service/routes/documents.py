@@ -34,7 +34,7 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 async def upsert(body: UpsertRequest, engine: WriterDep) -> WriteResponse:
     docs = [Document(d.id, d.text, d.metadata) for d in body.documents]
     engine.check_documents(docs)
-    result = await engine.upsert(docs)
+    result = await engine.upsert(docs, [d.vector for d in body.documents])
     return WriteResponse(generation=result.generation, upserted=result.upserted)
 
 

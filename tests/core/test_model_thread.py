@@ -29,9 +29,12 @@ def _on_thread(fn):  # type: ignore[no-untyped-def]
 
 @multi_cpu
 def test_one_native_thread_limits_only_the_calling_thread() -> None:
+    torch.set_num_threads(torch.get_num_threads())  # set explicitly, as the service does
+
     def limited() -> tuple[int, int]:
         model_thread.one_native_thread()
         model_thread.one_native_thread()  # a second call is a no-op
+        torch.randn(64, 64) @ torch.randn(64, 64)  # torch's per-thread lazy init must not undo it
         return faiss.omp_get_max_threads(), torch.get_num_threads()
 
     assert _on_thread(limited) == (1, 1)
@@ -50,6 +53,7 @@ def test_the_model_thread_is_never_limited() -> None:
 
 @multi_cpu
 def test_worker_pool_threads_start_limited() -> None:
+    torch.set_num_threads(torch.get_num_threads())
     pool = model_thread.worker_pool()
     try:
         assert pool.submit(faiss.omp_get_max_threads).result() == 1

@@ -143,3 +143,50 @@ def test_a_write_from_the_cli_meanwhile_is_not_lost(fresh_index: Path, make_clie
     reader = IndexFolder.open(fresh_index)  # what another process opening the folder sees
     assert (reader.count, {reader.get("cli-1") is not None, reader.get("svc-1") is not None}) == (52, {True})
     reader.close()
+
+
+def test_upsert_with_its_own_vector_stores_that_vector_not_the_texts(fresh_index: Path, make_client) -> None:
+    client = make_client(fresh_index)
+    other = "a green frog jumps over the old wall ."
+    emb = client.post("/embed", json={"texts": [other]}).json()["embeddings"][0]
+    given = [3.0 * x for x in emb]  # not unit length: the index is normalised, so it is scaled
+    docs = [
+        {"id": "own-vec", "text": NEW_TEXT, "metadata": {}, "vector": given},
+        {"id": "encoded", "text": NEW_TEXT, "metadata": {}},  # the same request may mix both
+    ]
+    resp = client.put("/documents", json={"documents": docs})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["upserted"] == 2
+
+    top = _search(client, other, k=1)[0]
+    assert top["id"] == "own-vec" and abs(top["score"] - 1.0) < 1e-4  # searched by the given vector
+    assert _search(client, NEW_TEXT, k=1)[0]["id"] == "encoded"
+    assert client.get("/documents/own-vec").json() == {"id": "own-vec", "text": NEW_TEXT, "metadata": {}}
+    on_disk = IndexFolder.open(fresh_index)  # durable like any other write
+    assert on_disk.get("own-vec") is not None
+    on_disk.close()
+
+
+def test_a_bad_given_vector_is_422_and_nothing_of_its_request_is_stored(
+    fresh_index: Path, make_client
+) -> None:
+    client = make_client(fresh_index)
+    dim = client.post("/embed", json={"texts": ["x"]}).json()["dim"]
+    good = {"id": "good", "text": NEW_TEXT, "metadata": {}}
+    bad_vectors = {
+        "short": [0.1] * (dim - 1),
+        "long": [0.1] * (dim + 1),
+        "zeros": [0.0] * dim,
+        "overflows float32": [1e300] + [0.0] * (dim - 1),
+        "rounds to zero": [1e-60] * dim,
+        "not numbers": ["a"] * dim,
+        "too long for any index": [0.1] * 9000,
+    }
+    before = client.get("/ready").json()
+    for what, vector in bad_vectors.items():
+        bad = {"id": "bad", "text": NEW_TEXT, "metadata": {}, "vector": vector}
+        resp = client.put("/documents", json={"documents": [good, bad]})
+        assert "vector" in assert_error_shape(resp, 422)["message"], what
+    after = client.get("/ready").json()
+    assert (after["documents"], after["generation"]) == (before["documents"], before["generation"])
+    assert_error_shape(client.get("/documents/good"), 404, "not_found")
