@@ -10,8 +10,8 @@ short text: 4-6 ms when load and calls share a thread, 9-12 ms when they do not.
 So the service loads its models and makes every model call through :func:`call`: one thread,
 one team, whatever thread asks. A call from the model thread itself runs at once.
 
-FAISS counts too. torch is imported first, so FAISS's parallel regions bind to torch's libgomp
-(``faiss.omp_get_max_threads()`` follows ``torch.set_num_threads``): one search with several
+FAISS counts too. When torch is imported first, FAISS's parallel regions bind to torch's libgomp
+(``faiss.omp_get_max_threads()`` follows ``torch.set_num_threads``), and one search with several
 queries on an asyncio worker thread gives that thread a team as well. Every other thread that
 does native work in the service (searches, index opening, the writer) therefore calls
 :func:`one_native_thread` first, which sets its own OpenMP thread count (a per-thread setting) to
