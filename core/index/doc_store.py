@@ -32,6 +32,7 @@ from core.index.write_log import LogTables
 
 DOCS_FILE = "docs.sqlite"
 SCHEMA_VERSION = 2
+WAL_SIZE_LIMIT = 64 << 20  # bytes of docs.sqlite-wal kept after a checkpoint (journal_size_limit)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
@@ -118,6 +119,10 @@ class DocStore(LogTables):
             self.has_log = self._log_exists()
             if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")
+                # The WAL is reused, not shrunk, after a checkpoint: one big write (an ``index
+                # add`` of a million vectors) would hold its size on disk for good. Past the
+                # limit, SQLite truncates it when it next restarts the log.
+                conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
                 if not self.has_log:  # a new store, or one of an older version: its tables
                     # One transaction (SQLite's DDL is transactional): a kill half-way must not
                     # leave the log table without the indexes its readers rely on.

@@ -328,3 +328,25 @@ def test_any_sequence_of_writes_reads_back_exactly(tmp_path_factory: pytest.Temp
             assert folder.search(vec[None, :], 1)[0][0].id == name
     finally:
         folder.close()
+
+
+def test_the_wal_shrinks_back_after_one_big_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.index.doc_store as doc_store
+
+    limit = 256 << 10
+    monkeypatch.setattr(doc_store, "WAL_SIZE_LIMIT", limit)
+    out = tmp_path / "idx"
+    _build(out, "flat")
+    wal = out / (DOCS_FILE + "-wal")
+    big = 20_000  # about 2.5 MB of rows and vectors in one transaction, ten times the limit
+    with MutableIndex(out) as index:
+        index.upsert([Document(f"big{i}", f"bulk text {i} " * 4) for i in range(big)], _unit(big, 5))
+        assert wal.stat().st_size > 4 * limit
+        db = sqlite3.connect(out / DOCS_FILE)
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # what autocheckpoint does once no reader holds it
+        db.close()
+        index.upsert([Document("small", "small")], _unit(1, 6))  # restarts the log: truncated here
+        assert wal.stat().st_size <= limit
+    reader = IndexFolder.open(out)
+    assert reader.count == N + big + 1 and reader.get("big19999") is not None
+    reader.close()
