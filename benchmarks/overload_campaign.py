@@ -133,12 +133,21 @@ class RssSampler(threading.Thread):
             time.sleep(self.every_s)
 
 
-def start_server(index: str, model: str | None, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    index: str, model: str | None, env: dict[str, str], cwd: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``semsearch serve`` on a free loopback port, once ``/ready`` answers 200; ``cwd``: the
+    checkout to run (with ``PYTHONPATH`` pointing at it in ``env``), else this one."""
     port = _free_port()
     cmd = [sys.executable, "-m", "semsearch.cli", "serve", "--index", index, "--host", "127.0.0.1"]
     cmd += ["--port", str(port)] + (["--model", model] if model else [])
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **env}
+        cmd,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

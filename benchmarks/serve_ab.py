@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,33 +26,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overload_campaign import _free_port, cpu_model
-
-
-def start(root: Path, index: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "SEMSEARCH_DEVICE": "cpu",
-        "SEMSEARCH_RELOAD_INTERVAL_S": "0",
-        "PYTHONPATH": str(root),
-    }
-    cmd = [sys.executable, "-m", "semsearch.cli", "serve", "--index", str(index)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server of {root} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"the server of {root} was not ready within 180 s")
+from overload_campaign import cpu_model, start_server
 
 
 def main() -> None:
@@ -71,7 +43,9 @@ def main() -> None:
         for n, root in enumerate(args.roots):
             copy = work / f"index-{n}"
             shutil.copytree(args.index, copy)
-            servers.append(start(root.resolve(), copy))
+            root = root.resolve()
+            env = {"SEMSEARCH_DEVICE": "cpu", "SEMSEARCH_RELOAD_INTERVAL_S": "0", "PYTHONPATH": str(root)}
+            servers.append(start_server(str(copy), None, env, cwd=root))
         clients = [httpx.Client(base_url=url, timeout=60) for _, url in servers]
         routes = ("put", "embed", "search")
         times: dict[str, list[list[float]]] = {r: [[] for _ in servers] for r in routes}
