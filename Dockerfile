@@ -1,56 +1,62 @@
 # syntax=docker/dockerfile:1.7
-# semsearch images. Not built in this project's CI (no Docker engine there); see docs/deploy.md.
+# semsearch images. Built and run in this project's CI with podman/buildah (tests/deploy/
+# test_containers.py); BuildKit builds the same file. See the README's "Deploy with Docker".
 #
-#   docker build -t semsearch .                                    CPU image (the default)
-#   docker build --build-arg VARIANT=cuda -t semsearch:cuda .      CUDA torch + faiss-gpu
-#   docker build --target trainer -t semsearch:train .             adds the training extras
-#   docker build --build-arg MODEL_DIR=runs/sts -t semsearch .     ships your trained model
+#   deploy/build-image.py                                      CPU image, with the builder's pip
+#                                                              settings and CA (podman or docker)
+#   docker build -t semsearch .                                CPU image (the default)
+#   docker build --build-arg VARIANT=cuda -t semsearch:cuda .  CUDA torch + faiss-gpu
+#   docker build --target trainer -t semsearch:train .         adds the training extras
+#   docker build --build-arg MODEL_DIR=runs/sts -t semsearch . ships your trained model
 #
 # One install path: the builder runs scripts/install.sh, as `make` and CI do, with no extras by
 # default (serving + indexing only) and a regular (not editable) install, so the runtime stage
 # copies just the venv. Settings come from SEMSEARCH_* environment variables at run time; API keys
 # never enter the image (.dockerignore keeps secrets and .env files out of the context).
+#
+# Every FROM names a stage or an ARG-given image, never a stage chosen by an ARG
+# (`FROM builder-${VARIANT}`): buildah resolves that as an image name and fails. The variant is
+# chosen inside deploy/build-env.sh instead.
 
 ARG VARIANT=cpu
+# Any image with python3 (3.11+) and its venv module, or one apt can put them on. For the CUDA
+# variant, --build-arg PYTHON_IMAGE=nvidia/cuda:13.0.0-runtime-ubuntu24.04 adds the base's CUDA
+# libraries and NVIDIA driver check; PyPI's torch 2.13.0 brings its own CUDA 13 libraries, so a
+# plain Python base works too with the NVIDIA Container Toolkit (driver 580 or newer).
+# deploy/base-image.sh makes one from Debian's packages where no registry is reachable.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-# CUDA 13.0, as PyPI's torch 2.13.0 is built (its nvidia-*-cu13 wheels bring their own CUDA
-# libraries, and faiss-gpu brings CUDA 12's); the base adds the driver check (CUDA 13 needs an
-# NVIDIA driver 580 or newer). `--build-arg CUDA_IMAGE=nvidia/cuda:13.0.0-base-ubuntu24.04`
-# drops the base's own copy of the CUDA libraries for a smaller image.
-ARG CUDA_IMAGE=nvidia/cuda:13.0.0-runtime-ubuntu24.04
 
-# ---- bases: the OS and Python that a variant's builder and runtime share ----------------------
-FROM ${PYTHON_IMAGE} AS base-cpu
-
-FROM ${CUDA_IMAGE} AS base-cuda
+# ---- base: the OS and Python that the builders and runtimes share ------------------------------
+FROM ${PYTHON_IMAGE} AS base
+# Installs Python only where the base lacks it (nvidia/cuda); a Python base skips it.
 # hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+RUN if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 
-# ---- builders: where torch and faiss come from, per variant -----------------------------------
-FROM base-cpu AS builder-cpu
-# PyTorch's CPU index: the CPU build of torch==2.13.0 (PyPI's default build pulls GBs of CUDA).
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG FAISS_PACKAGE=faiss-cpu
-ENV TORCH_INDEX_URL=${TORCH_INDEX_URL} FAISS_PACKAGE=${FAISS_PACKAGE}
-
-FROM base-cuda AS builder-cuda
-# PyPI's torch==2.13.0 is the CUDA build (CUDA 13.0); faiss-gpu is faiss-cpu's GPU twin.
-ARG TORCH_INDEX_URL=https://pypi.org/simple
-ARG FAISS_PACKAGE=faiss-gpu
-ENV TORCH_INDEX_URL=${TORCH_INDEX_URL} FAISS_PACKAGE=${FAISS_PACKAGE}
-
-# DL3006 (tag the image) cannot see that builder-${VARIANT} names one of the stages above.
-# hadolint ignore=DL3006
-FROM builder-${VARIANT} AS builder
+# ---- builder: the venv, the model folder and the health check ----------------------------------
+FROM base AS builder
+ARG VARIANT
+# Where torch==2.13.0 comes from. Empty: the variant's default (PyTorch's CPU index for cpu,
+# PyPI's CUDA build for cuda). `config`: the pip settings given as the pip_conf secret, torch
+# included (deploy/build-image.py says so when they carry a local CPU wheel of torch).
+ARG TORCH_INDEX_URL=""
+# Empty: faiss-cpu for cpu, faiss-gpu for cuda.
+ARG FAISS_PACKAGE=""
 # Extras on top of serving + indexing, e.g. --build-arg EXTRAS=ray for `index build --engine ray`.
 # The default is none: training and dev dependencies stay out of the serving image.
 ARG EXTRAS=""
 ENV INSTALL_EDITABLE=0 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 COPY . .
-RUN --mount=type=cache,target=/root/.cache/pip bash scripts/install.sh /opt/venv "$EXTRAS"
+# The builder's pip settings and CA bundle arrive as build secrets (BuildKit --secret, podman
+# --secret): mounted for this one RUN, never in a layer. Without them, pip's defaults.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=pip_conf \
+    --mount=type=secret,id=ca_bundle \
+    . deploy/build-env.sh && bash scripts/install.sh /opt/venv "$EXTRAS"
 # The image's model: MODEL_DIR (a folder in the build context) or the packaged MiniLM.
 ARG MODEL_DIR=deploy/model
 COPY ${MODEL_DIR} /opt/semsearch/model
@@ -59,11 +65,13 @@ RUN bash deploy/image-model.sh /opt/venv /opt/semsearch/model \
 
 # The training extras (matplotlib for training_curves.png): the same script, on top.
 FROM builder AS builder-train
-RUN --mount=type=cache,target=/root/.cache/pip bash scripts/install.sh /opt/venv train
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=pip_conf \
+    --mount=type=secret,id=ca_bundle \
+    . deploy/build-env.sh && bash scripts/install.sh /opt/venv train
 
 # ---- runtime: slim, non-root, settings from the environment ------------------------------------
-# hadolint ignore=DL3006
-FROM base-${VARIANT} AS runtime-base
+FROM base AS runtime-base
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1 \
@@ -89,7 +97,8 @@ COPY --from=builder /opt/semsearch /opt/semsearch
 HEALTHCHECK NONE
 CMD ["semsearch", "train", "bi-encoder", "--help"]
 
-# The default target (last): the search service.
+# The default target (last): the search service. The OCI image format has no HEALTHCHECK:
+# podman and buildah keep it only with --format docker (deploy/build-image.py passes it).
 FROM runtime-base AS runtime
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/semsearch /opt/semsearch

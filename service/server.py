@@ -32,4 +32,11 @@ def serve(settings: Settings, encoder: Encoder | None = None) -> None:
         engine.index.current.count,
     )
     app = create_app(settings, engine)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # SIGTERM (`docker stop`): stop accepting, let requests in flight finish within this.
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+    )

@@ -3,15 +3,13 @@ Docker and Compose read them (no Docker engine runs here, so nothing is built or
 
 - :func:`parse_dockerfile`: instructions grouped by build stage, line continuations joined.
 - :func:`interpolate`: Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``, ``$$``.
-- :func:`excluded` / :func:`copy_build_context`: the build context through .dockerignore's rules
+- :func:`excluded`: the build context through .dockerignore's rules
   (patterns anchored at the root, ``**`` for any depth, ``!`` re-includes, the last match wins).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,27 +161,6 @@ def excluded(rel_path: str, patterns: list[str]) -> bool:
         if any(regex.match(prefix) for prefix in prefixes):
             result = not negate
     return result
-
-
-def copy_build_context(src: Path, dst: Path, patterns: list[str] | None = None) -> list[str]:
-    """Copy ``src`` to ``dst`` as ``docker build`` would send it; returns the copied paths."""
-    patterns = dockerignore_patterns() if patterns is None else patterns
-    copied: list[str] = []
-    for root, dirs, files in os.walk(src):
-        rel_root = Path(root).relative_to(src).as_posix()
-        rel_root = "" if rel_root == "." else rel_root + "/"
-        # Prune whole folders that are out (and that no "!" pattern could bring back).
-        if not any(p.startswith("!") for p in patterns):
-            dirs[:] = [d for d in dirs if not excluded(rel_root + d, patterns)]
-        for name in files:
-            rel = rel_root + name
-            if excluded(rel, patterns):
-                continue
-            target = dst / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(Path(root) / name, target, follow_symlinks=False)
-            copied.append(rel)
-    return copied
 
 
 # --------------------------------------------------------------------------------------- Compose

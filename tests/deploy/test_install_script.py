@@ -1,7 +1,8 @@
 """scripts/install.sh's options, without installing anything: the venv's python is a stub that
 records its arguments, so each variant's exact pip commands can be read back (milliseconds).
 
-The real thing, for the default options and the Docker CPU image's, is the install rehearsal."""
+The real thing, for the default options and the Docker CPU image's, is the image build in
+test_containers.py."""
 
 from __future__ import annotations
 
