@@ -76,7 +76,10 @@ def test_services(compose: dict[str, Any]) -> None:
     assert out == environment_of(api)["SEMSEARCH_INDEX_DIR"] == "/data/index"
     assert indexer["healthcheck"] == {"disable": True}
     assert "healthcheck" not in api, "the API keeps the image's HEALTHCHECK"
-    assert api["ports"] == ["127.0.0.1:8000-8009:8000"]
+    assert api["ports"] == ["127.0.0.1:8000:8000"], "one host port: podman refuses a range for one port"
+    # The short env_file form (Debian's podman-compose 1.0 reads no other), defaulting to a file
+    # that exists and sets nothing.
+    assert api["env_file"] == ["./deploy/semsearch.env.example"]
 
 
 def test_gpu_variant(compose: dict[str, Any]) -> None:
@@ -84,6 +87,7 @@ def test_gpu_variant(compose: dict[str, Any]) -> None:
     for name in ("api-gpu", "indexer-gpu"):
         service = services[name]
         assert service["build"]["args"]["VARIANT"] == "cuda"
+        assert service["build"]["args"]["PYTHON_IMAGE"].startswith("nvidia/cuda:13.0.0-runtime-")
         (device,) = service["deploy"]["resources"]["reservations"]["devices"]
         assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
         assert service["profiles"]
