@@ -4,12 +4,8 @@ The image tests run the real thing: `deploy/base-image.sh` makes the base from D
 `deploy/build-image.py` builds the Dockerfile as a user would, and containers of it index, serve,
 hot-reload and stop. Nothing here is mocked; every wait is bounded.
 
-Two settings of this machine's kernel and sandbox need a containers.conf, written by `engine()`
-(and documented in the README for users on such hosts):
-- podman's default ulimits (nofile 1048576) exceed the hard limits here, and raising a limit is
-  refused, so the defaults are set to this process's own hard limits (nproc capped lower: the
-  runtime refuses nproc at the hard limit itself here);
-- crun refuses cgroup v1 "hybrid" hosts, so runc is the runtime where it is installed.
+This machine's podman needs a containers.conf (ulimits within the hard limits, runc instead of
+crun); `engine()` writes one with deploy/containers-conf.py, which says why.
 
 Where podman is missing or cannot start a container, the tests skip, with the reason, unless
 SEMSEARCH_REQUIRE_CONTAINERS=1 (set by .ci/run), which turns that into a failure.
@@ -21,7 +17,6 @@ import contextlib
 import functools
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -145,20 +140,10 @@ def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.25) -
     return check()
 
 
-def _hard_limit(which: int, cap: int) -> int:
-    hard = resource.getrlimit(which)[1]
-    return cap if hard == resource.RLIM_INFINITY else min(hard, cap)
-
-
 def write_containers_conf(path: Path) -> Path:
-    nofile = _hard_limit(resource.RLIMIT_NOFILE, 65536)
-    nproc = _hard_limit(resource.RLIMIT_NPROC, 4096)
-    if nproc == resource.getrlimit(resource.RLIMIT_NPROC)[1]:
-        nproc = max(nproc // 2, 256)
-    lines = ["[containers]", f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]']
-    if shutil.which("runc"):
-        lines += ["[engine]", 'runtime = "runc"']
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    """This host's containers.conf, by the script users run (deploy/containers-conf.py)."""
+    script = REPO / "deploy" / "containers-conf.py"
+    subprocess.run(["python3", str(script), str(path)], check=True, timeout=30)
     return path
 
 

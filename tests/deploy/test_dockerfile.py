@@ -164,6 +164,7 @@ NEEDED_IN_CONTEXT = [
     "README.md",
     "scripts/install.sh",
     "deploy/image-model.sh",
+    "deploy/build-env.sh",
     "deploy/healthcheck.py",
     "deploy/model/README.md",
     "core/encoder.py",
