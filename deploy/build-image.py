@@ -109,7 +109,16 @@ def plan(args: argparse.Namespace, secrets_dir: Path) -> list[str]:
                     f"build-image: {tool} cannot mount the local {name} {path} into a build; left out",
                     file=sys.stderr,
                 )
-    torch_local = any(any(p.glob(f"torch-{torch_pin()}+cpu-*.whl")) for p in mounts if p.is_dir())
+    cpu_torch = {p for p in mounts if p.is_dir() and any(p.glob(f"torch-{torch_pin()}+cpu-*.whl"))}
+    torch_local = bool(cpu_torch)
+    if cpu_torch and args.variant != "cpu":
+        # pip ranks 2.13.0+cpu above PyPI's 2.13.0 (a local version label sorts higher), so a
+        # folder holding the CPU wheel would quietly put CPU torch in the CUDA image.
+        for path in sorted(cpu_torch):
+            print(f"build-image: {path} holds torch's CPU build; left out of this build", file=sys.stderr)
+        mounts = [p for p in mounts if p not in cpu_torch]
+        for name in LOCATIONS:
+            kept[name] = [e for e in kept.get(name, []) if local_path(e) not in cpu_torch]
     conf_lines = ["[global]"]
     for name in FORWARDED:
         if name in LOCATIONS:
