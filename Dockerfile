@@ -65,6 +65,10 @@ RUN bash deploy/image-model.sh /opt/venv /opt/semsearch/model \
 
 # The training extras (matplotlib for training_curves.png): the same script, on top.
 FROM builder AS builder-train
+# Declared again: buildah gives a stage only the ARGs it declares (BuildKit would inherit them).
+ARG VARIANT
+ARG TORCH_INDEX_URL=""
+ARG FAISS_PACKAGE=""
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=pip_conf \
     --mount=type=secret,id=ca_bundle \

@@ -37,35 +37,55 @@ REPO = Path(__file__).resolve().parent.parent
 # pip settings that name where packages come from or how to reach them. Others (cache, verbosity)
 # are the builder's business, not the image's.
 FORWARDED = ("index-url", "extra-index-url", "find-links", "trusted-host", "cert", "timeout", "retries")
+# pip's other spellings of the same options (`--default-timeout` is `--timeout`'s alias).
+ALIASES = {"default-timeout": "timeout"}
 LOCATIONS = ("index-url", "extra-index-url", "find-links")
-DEFAULT_TAGS = {("runtime", "cpu"): "semsearch:latest", ("trainer", "cpu"): "semsearch:train"}
+DEFAULT_TAGS = {
+    ("runtime", "cpu"): "semsearch:latest",
+    ("trainer", "cpu"): "semsearch:train",
+    ("runtime", "cuda"): "semsearch:cuda",  # the tag docker-compose.yml's GPU services use
+    ("trainer", "cuda"): "semsearch:train-cuda",
+}
 
 
 def pip_settings() -> dict[str, str]:
-    """The machine's effective pip settings for `pip install` (config files, then PIP_* env)."""
+    """The machine's effective pip settings for `pip install` (config files, then PIP_* env).
+
+    Values are whitespace-joined: a multi-line config value becomes one line of the secret."""
+    # PIP_CONFIG_FILE stays: it names the config file to read. The other PIP_* are read below.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CONFIG_FILE"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "config", "list"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False, env=env
     )
+    if proc.returncode != 0:
+        print(
+            f"build-image: `pip config list` failed, so no pip settings are handed to the build: "
+            f"{proc.stderr.strip()[-300:]}",
+            file=sys.stderr,
+        )
     found: dict[str, str] = {}
     # Later sections win: global < install, as pip itself applies them to `pip install`.
     for section in ("global", "install"):
         for line in proc.stdout.splitlines():
             key, sep, raw = line.partition("=")
             scope, _, name = key.partition(".")
+            name = ALIASES.get(name, name)
             if sep and scope == section and name in FORWARDED:
                 try:
-                    found[name] = str(ast.literal_eval(raw))
+                    value = str(ast.literal_eval(raw))
                 except (ValueError, SyntaxError):
-                    found[name] = raw.strip("'\"")
-    for name in FORWARDED:
+                    value = raw.strip("'\"")
+                found[name] = " ".join(value.split())
+    for name in (*FORWARDED, *ALIASES):
         value = os.environ.get("PIP_" + name.upper().replace("-", "_"))
         if value:
-            found[name] = value
+            found[ALIASES.get(name, name)] = " ".join(value.split())
     return found
+
+
+def masked(text: str) -> str:
+    """`scheme://user:token@host` with the credentials hidden, for printing."""
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
 
 
 def local_path(location: str) -> Path | None:
@@ -90,35 +110,36 @@ def plan(args: argparse.Namespace, secrets_dir: Path) -> list[str]:
     tool = args.tool
     settings = {} if args.no_pip_settings else pip_settings()
     cmd = [tool, "build"] if tool == "podman" else [tool, "buildx", "build", "--load"]
-    mounts: list[Path] = []
-    kept: dict[str, list[str]] = {}
+    # (setting, entry, the folder to mount for it or None for a remote URL)
+    entries: list[tuple[str, str, Path | None]] = []
     for name in LOCATIONS:
         for entry in settings.get(name, "").split():
             path = local_path(entry)
             if path is None:
-                kept.setdefault(name, []).append(entry)
+                entries.append((name, entry, None))
             elif not path.exists():
                 print(f"build-image: pip's {name} {entry} does not exist here; left out", file=sys.stderr)
             elif tool == "podman":
-                kept.setdefault(name, []).append(entry)
                 # A file:// index's pages link to files beside it (../../files/...): mount the
                 # tree the index sits in, not just its `simple` folder.
-                mounts.append(path.parent if name != "find-links" and path.name == "simple" else path)
+                mount = path.parent if name != "find-links" and path.name == "simple" else path
+                entries.append((name, entry, mount))
             else:
                 print(
                     f"build-image: {tool} cannot mount the local {name} {path} into a build; left out",
                     file=sys.stderr,
                 )
-    cpu_torch = {p for p in mounts if p.is_dir() and any(p.glob(f"torch-{torch_pin()}+cpu-*.whl"))}
+    wheel = f"torch-{torch_pin()}+cpu-*.whl"
+    cpu_torch = {m for _, _, m in entries if m is not None and m.is_dir() and next(m.rglob(wheel), None)}
     torch_local = bool(cpu_torch)
     if cpu_torch and args.variant != "cpu":
         # pip ranks 2.13.0+cpu above PyPI's 2.13.0 (a local version label sorts higher), so a
         # folder holding the CPU wheel would quietly put CPU torch in the CUDA image.
         for path in sorted(cpu_torch):
             print(f"build-image: {path} holds torch's CPU build; left out of this build", file=sys.stderr)
-        mounts = [p for p in mounts if p not in cpu_torch]
-        for name in LOCATIONS:
-            kept[name] = [e for e in kept.get(name, []) if local_path(e) not in cpu_torch]
+        entries = [e for e in entries if e[2] not in cpu_torch]
+    mounts = [m for _, _, m in entries if m is not None]
+    kept = {name: [e for n, e, _ in entries if n == name] for name in LOCATIONS}
     conf_lines = ["[global]"]
     for name in FORWARDED:
         if name in LOCATIONS:
@@ -130,7 +151,9 @@ def plan(args: argparse.Namespace, secrets_dir: Path) -> list[str]:
         conf = secrets_dir / "pip.conf"
         conf.write_text("\n".join(conf_lines) + "\n", encoding="utf-8")
         cmd += ["--secret", f"id=pip_conf,src={conf}"]
-    ca = settings.get("cert") or os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE")
+    ca = settings.get("cert")
+    if not args.no_pip_settings:
+        ca = ca or os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE")
     if ca and Path(ca).is_file():
         cmd += ["--secret", f"id=ca_bundle,src={Path(ca).resolve()}"]
     for path in dict.fromkeys(mounts):
@@ -170,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", help="a model folder inside the checkout (MODEL_DIR)")
     parser.add_argument("--extras", help="install extras on top of serving + indexing (EXTRAS)")
     parser.add_argument(
-        "--no-pip-settings", action="store_true", help="do not hand this machine's pip settings to the build"
+        "--no-pip-settings",
+        action="store_true",
+        help="do not hand this machine's pip settings or CA bundle to the build",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the build command and exit")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="-- then more arguments for the build tool")
@@ -183,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         print("build-image:", " ".join(cmd), file=sys.stderr)
         if args.dry_run:
             for secret in sorted(Path(tmp).iterdir()):
-                print(f"build-image: {secret.name}:\n{secret.read_text(encoding='utf-8')}", file=sys.stderr)
+                text = masked(secret.read_text(encoding="utf-8"))
+                print(f"build-image: {secret.name}:\n{text}", file=sys.stderr)
             return 0
         start = time.monotonic()
         rc = subprocess.run(cmd, check=False).returncode

@@ -88,10 +88,10 @@ class Settings(BaseSettings):
     # Updates and reload.
     read_only: bool = False
     reload_interval_s: float = Field(5.0, ge=0, description="poll manifest.json; 0 disables")
-    # Below compose's stop_grace_period (30 s), so the engine's close (the write log's last
-    # commit) still runs before the container runtime's SIGKILL.
+    # Below `docker stop`'s and `podman stop`'s default grace (10 s) and compose's
+    # stop_grace_period (30 s), so the engine's close still runs before the runtime's SIGKILL.
     shutdown_timeout_s: int = Field(
-        20, ge=1, le=3600, description="on SIGTERM: longest wait for requests in flight, then they are cut"
+        8, ge=1, le=3600, description="on SIGTERM: longest wait for requests in flight, then they are cut"
     )
     write_busy_timeout_s: float = Field(10.0, ge=0)
     # Compaction (core.index.compaction): folds the write log's deltas into a new base.

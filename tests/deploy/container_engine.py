@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -103,8 +104,9 @@ class Engine:
         name = name or f"semsearch-test-{uuid.uuid4().hex[:10]}"
         split = args.index("--") if "--" in args else len(args)
         options, command = list(args[:split]), list(args[split + 1 :])
-        self("run", "-d", "--name", name, *options, image, *command, timeout=120)
         try:
+            # Inside the try: a start that fails (port taken) leaves a created container behind.
+            self("run", "-d", "--name", name, *options, image, *command, timeout=120)
             yield name
         finally:
             self("rm", "-f", "-t", "5", name, check=False, timeout=60)
@@ -181,11 +183,18 @@ def build(eng: Engine, target: str, tag: str) -> None:
     log = ARTIFACTS / f"build-{target}.log"
     ARTIFACTS.mkdir(exist_ok=True)
     with log.open("w") as out:
-        proc = subprocess.run(
+        # Its own process group, so that a timeout stops podman build too, not just the script.
+        proc = subprocess.Popen(
             ["python3", str(REPO / "deploy" / "build-image.py"), "--tool", "podman", "--target", target,
              "--tag", tag, "--base", BASE_IMAGE],
-            stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S, env=eng.env,
+            stdout=out, stderr=subprocess.STDOUT, env=eng.env, start_new_session=True,
         )  # fmt: skip
+        try:
+            proc.wait(timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+            pytest.fail(f"build of {target} took over {BUILD_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
     assert proc.returncode == 0, f"build of {target} failed:\n{log.read_text()[-5000:]}"
     record(f"{target}_build_s", round(time.monotonic() - start, 1))
     record(f"{target}_image_mb", round(eng.size_mb(tag), 1))

@@ -100,6 +100,9 @@ def test_build_secrets_are_mounted_never_copied(dockerfile: Dockerfile) -> None:
         mounts = [w for w in split_words(install.args) if w.startswith("--mount=")]
         assert "--mount=type=secret,id=pip_conf" in mounts and "--mount=type=secret,id=ca_bundle" in mounts
         assert ". deploy/build-env.sh &&" in install.args
+        # buildah passes a stage only the ARGs it declares: each install stage declares its own.
+        declared = {a.args.partition("=")[0] for a in dockerfile.stage(stage).all("ARG")}
+        assert {"VARIANT", "TORCH_INDEX_URL", "FAISS_PACKAGE"} <= declared
     env = (REPO / "deploy" / "build-env.sh").read_text(encoding="utf-8")
     assert "PIP_CONFIG_FILE=/run/secrets/pip_conf" in env and "PIP_CERT=/run/secrets/ca_bundle" in env
 
