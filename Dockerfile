@@ -5,7 +5,8 @@
 #   deploy/build-image.py                                      CPU image, with the builder's pip
 #                                                              settings and CA (podman or docker)
 #   docker build -t semsearch .                                CPU image (the default)
-#   docker build --build-arg VARIANT=cuda -t semsearch:cuda .  CUDA torch + faiss-gpu
+#   docker build --build-arg VARIANT=cuda -t semsearch:cuda .  CUDA torch + faiss-gpu (add
+#       --build-arg PYTHON_IMAGE=nvidia/cuda:13.0.0-runtime-ubuntu24.04 for NVIDIA's base)
 #   docker build --target trainer -t semsearch:train .         adds the training extras
 #   docker build --build-arg MODEL_DIR=runs/sts -t semsearch . ships your trained model
 #
