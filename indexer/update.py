@@ -54,7 +54,7 @@ def add_corpus(
     added = replaced = 0
     with MutableIndex(index) as target:
         encoder = Encoder.load(model_for(index, model), device)
-        target.check_model(encoder.fingerprint, encoder.dim)
+        target.check_model(encoder.fingerprint, encoder.dim, encoder.max_seq_length)
         encoder.to_precision(target.manifest.precision)  # the precision the index was built at
         chunk: list[Any] = []
         seen: dict[str, int] = {}

@@ -164,7 +164,9 @@ class SearchEngine:
         self.index.close()
 
     def _check_manifest(self, manifest: Manifest) -> None:
-        manifest.check_model(self.encoder.fingerprint, self.encoder.dim, self.index_path)
+        manifest.check_model(
+            self.encoder.fingerprint, self.encoder.dim, self.index_path, self.encoder.max_seq_length
+        )
 
     def _swapped(self, folder: IndexFolder) -> None:
         self.metrics.set_index(folder.count, folder.generation)

@@ -206,7 +206,7 @@ def evaluate_files(
             recorded = folder.manifest.model_dir
             chosen = model or (recorded if recorded and Path(recorded).is_dir() else default_model_dir())
             encoder = Encoder.load(chosen, device)
-            folder.manifest.check_model(encoder.fingerprint, encoder.dim, folder.path)
+            folder.manifest.check_model(encoder.fingerprint, encoder.dim, folder.path, encoder.max_seq_length)
         reranker = CrossEncoder.load(rerank, device) if rerank else None
         queries, qrels = read_queries(queries_path), read_qrels(qrels_path)
         return evaluate(

@@ -89,8 +89,15 @@ class Manifest:
             raise IndexFormatError(f"{path}: missing field(s) {', '.join(missing)}")
         return cls(**{k: v for k, v in raw.items() if k in names})
 
-    def check_model(self, model_fingerprint: str | None, dim: int, folder: Path) -> None:
-        """Refuse to pair this index with a different model: its vectors would be meaningless."""
+    def check_model(
+        self, model_fingerprint: str | None, dim: int, folder: Path, max_seq_length: int | None = None
+    ) -> None:
+        """Refuse to pair this index with a different model: its vectors would be meaningless.
+
+        ``max_seq_length`` is not part of the fingerprint (that covers the weights, the pooling
+        and the normalisation), yet a model folder saved again with another one embeds every
+        text longer than the shorter of the two differently: queries and new documents would no
+        longer match the stored vectors. So it is compared too, when the caller gives it."""
         if dim != self.dim:
             raise IndexMismatchError(
                 f"{folder}: index dim is {self.dim} but the model produces {dim}-d vectors; "
@@ -101,6 +108,12 @@ class Manifest:
                 f"{folder}: index was built by model {self.model_fingerprint[:12]} "
                 f"({self.model_dir}) but the loaded model is {model_fingerprint[:12]}; "
                 "rebuild the index or pass the matching --model"
+            )
+        if max_seq_length is not None and max_seq_length != self.max_seq_length:
+            raise IndexMismatchError(
+                f"{folder}: index was built with max_seq_length {self.max_seq_length} but the loaded "
+                f"model truncates at {max_seq_length} tokens, so longer texts would embed differently; "
+                "set max_seq_length back in the model folder's sentence_bert_config.json or rebuild the index"
             )
 
 

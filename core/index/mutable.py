@@ -138,8 +138,8 @@ class MutableIndex:
     ) -> None:
         self.close()
 
-    def check_model(self, fingerprint: str | None, dim: int) -> None:
-        self.manifest.check_model(fingerprint, dim, self.path)
+    def check_model(self, fingerprint: str | None, dim: int, max_seq_length: int | None = None) -> None:
+        self.manifest.check_model(fingerprint, dim, self.path, max_seq_length)
 
     # ------------------------------------------------------------ writes
     def upsert(self, docs: Sequence[Document], vectors: np.ndarray, commit: bool = True) -> UpdateResult:

@@ -281,6 +281,9 @@ def test_check_model_mismatches(tmp_path: Path) -> None:
         m.check_model("b" * 64, DIM, tmp_path)
     assert "aaaaaaaaaaaa" in info.value.message
     assert "bbbbbbbbbbbb" in info.value.message
+    m.check_model("a" * 64, DIM, tmp_path, max_seq_length=16)  # the manifest's: no error
+    with pytest.raises(IndexMismatchError, match="max_seq_length 16 but the loaded model truncates at 8"):
+        m.check_model("a" * 64, DIM, tmp_path, max_seq_length=8)
 
 
 # ------------------------------------------------------------------ atomic publish

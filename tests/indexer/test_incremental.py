@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,19 @@ def test_add_with_another_model_is_refused(
     out = _build(tmp_path, tiny_model_dir, tiny_encoder, tiny_docs[:10], jsonl_writer)
     with pytest.raises(IndexMismatchError, match="dim"):
         add_corpus(out, jsonl_writer(tmp_path / "m.jsonl", tiny_docs[10:12]), str(minilm_dir), device="cpu")
+    assert stats(out)["documents"] == 10
+
+
+def test_add_with_another_max_seq_length_is_refused(
+    tmp_path: Path, tiny_model_dir: Path, tiny_encoder: Encoder, tiny_docs, jsonl_writer
+) -> None:
+    out = _build(tmp_path, tiny_model_dir, tiny_encoder, tiny_docs[:10], jsonl_writer)
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other)
+    config = other / "sentence_bert_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "max_seq_length": 8}))
+    with pytest.raises(IndexMismatchError, match="max_seq_length"):
+        add_corpus(out, jsonl_writer(tmp_path / "m.jsonl", tiny_docs[10:12]), str(other), device="cpu")
     assert stats(out)["documents"] == 10
 
 

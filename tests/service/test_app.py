@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,27 @@ def test_same_dim_different_weights_refuses_to_start(
     other.save(tmp_path / "other")
     app = create_app(Settings(index_dir=tiny_index, model_dir=tmp_path / "other", device="cpu"))
     with pytest.raises(IndexMismatchError, match="rebuild"), TestClient(app):
+        pass
+
+
+def _resaved_with_max_seq_length(model_dir: Path, out: Path, max_seq_length: int) -> Path:
+    """The same weights (same fingerprint), saved again with another max_seq_length."""
+    shutil.copytree(model_dir, out)
+    config = out / "sentence_bert_config.json"
+    raw = json.loads(config.read_text())
+    raw["max_seq_length"] = max_seq_length
+    config.write_text(json.dumps(raw))
+    assert Encoder.load(out, device="cpu").fingerprint == Encoder.load(model_dir, device="cpu").fingerprint
+    return out
+
+
+def test_same_weights_other_max_seq_length_refuses_to_start(
+    tiny_index: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Not in the fingerprint, yet it changes every long text's vector: the model check compares it."""
+    other = _resaved_with_max_seq_length(tiny_model_dir, tmp_path / "other", 8)
+    app = create_app(Settings(index_dir=tiny_index, model_dir=other, device="cpu"))
+    with pytest.raises(IndexMismatchError, match="truncates at 8 tokens"), TestClient(app):
         pass
 
 
