@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.corpus import read_corpus
-from core.defaults import default_model_dir
+from core.defaults import model_for_index
 from core.encoder import Encoder
 from core.errors import DataError
 from core.index.compaction import CompactionPolicy
@@ -31,14 +31,6 @@ class AddReport:
     skipped: list[DataError]
 
 
-def model_for(index: Path, model: str | None) -> Path:
-    """--model, else the model that built the index, else the packaged default."""
-    if model:
-        return Path(model)
-    recorded = Manifest.read(index).model_dir
-    return Path(recorded) if recorded and Path(recorded).is_dir() else default_model_dir()
-
-
 def add_corpus(
     index: str | Path,
     corpus: str | Path,
@@ -53,7 +45,7 @@ def add_corpus(
     skipped: list[DataError] = []
     added = replaced = 0
     with MutableIndex(index) as target:
-        encoder = Encoder.load(model_for(index, model), device)
+        encoder = Encoder.load(model_for_index(model, Manifest.read(index).model_dir), device)
         target.check_model(encoder.fingerprint, encoder.dim, encoder.max_seq_length)
         encoder.to_precision(target.manifest.precision)  # the precision the index was built at
         chunk: list[Any] = []

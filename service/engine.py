@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 
 from core import model_thread
 from core.cross_encoder import CrossEncoder
-from core.defaults import default_model_dir
+from core.defaults import model_for_index
 from core.device import available_cpus, configure_threads
 from core.encoder import Encoded, Encoder
 from core.errors import (
@@ -55,15 +54,6 @@ class SearchResult:
     hits: list[Hit]
     truncated: bool
     took_ms: float
-
-
-def choose_model_dir(settings: Settings, index: IndexFolder) -> Path:
-    if settings.model_dir is not None:
-        return settings.model_dir
-    recorded = index.manifest.model_dir
-    if recorded and Path(recorded).is_dir():
-        return Path(recorded)
-    return default_model_dir()
 
 
 def take(encoded: Encoded, start: int, stop: int) -> Encoded:
@@ -146,7 +136,9 @@ class SearchEngine:
             recover(settings.index_dir)  # before this process opens docs.sqlite (its WAL checked)
         index = IndexFolder.open(settings.index_dir)
         try:
-            encoder = Encoder.load(choose_model_dir(settings, index), settings.device)
+            encoder = Encoder.load(
+                model_for_index(settings.model_dir, index.manifest.model_dir), settings.device
+            )
             cross = (
                 CrossEncoder.load(settings.reranker_dir, settings.device) if settings.reranker_dir else None
             )

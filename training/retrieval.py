@@ -19,6 +19,7 @@ import numpy as np
 import pytrec_eval
 
 from core.cross_encoder import CrossEncoder, fuse_scores
+from core.defaults import model_for_index
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
 from core.index.folder import Hit, IndexFolder
@@ -197,15 +198,11 @@ def evaluate_files(
     rerank_k: int = 50,
     rerank_weight: float | None = None,
 ) -> RetrievalReport:
-    from core.defaults import default_model_dir
-
     folder = IndexFolder.open(index)
     try:
         encoder = None
         if mode != "bm25":
-            recorded = folder.manifest.model_dir
-            chosen = model or (recorded if recorded and Path(recorded).is_dir() else default_model_dir())
-            encoder = Encoder.load(chosen, device)
+            encoder = Encoder.load(model_for_index(model, folder.manifest.model_dir), device)
             folder.manifest.check_model(encoder.fingerprint, encoder.dim, folder.path, encoder.max_seq_length)
         reranker = CrossEncoder.load(rerank, device) if rerank else None
         queries, qrels = read_queries(queries_path), read_qrels(qrels_path)
