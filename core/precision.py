@@ -20,6 +20,7 @@ import torch
 
 from core.device import bf16_supported, int8_supported
 from core.errors import PrecisionDriftError
+from core.unit_vectors import cosine_rows
 
 if TYPE_CHECKING:
     from core.encoder import Encoder
@@ -117,9 +118,7 @@ def candidates(device: torch.device) -> list[str]:
 
 def cosine_agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(mean, min) cosine between matching rows of two embedding matrices."""
-    na = a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
-    nb = b / np.clip(np.linalg.norm(b, axis=1, keepdims=True), 1e-12, None)
-    cos = np.sum(na * nb, axis=1)
+    cos = cosine_rows(a, b)
     return float(cos.mean()), float(cos.min())
 
 

@@ -44,9 +44,10 @@ from core.index.folder import INDEX_FILE, file_digest
 from core.index.manifest import MANIFEST, Manifest
 from core.index.ondisk import IVFDATA_FILE
 from core.index.publish import fsync_path, replace_file, work_dir, writer_lock
-from core.index.vectors import VectorIndex, l2_normalise, plan_index
+from core.index.vectors import VectorIndex, plan_index
 from core.index.writer import publish_folder
 from core.precision import DEFAULT_MAX_DRIFT, apply_precision, candidates
+from core.unit_vectors import l2_normalise
 from indexer.ondisk import ON_DISK_TYPES, merge_on_disk
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ from core.index.doc_store import Document
 from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import recover
-from core.index.vectors import l2_normalise, unit_rows
 from core.precision import apply_precision
+from core.unit_vectors import l2_normalise, unit_rows
 from service.batcher import MicroBatcher
 from service.live_index import LiveIndex, WriteResult
 from service.metrics import Metrics

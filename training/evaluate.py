@@ -14,7 +14,7 @@ import numpy as np
 
 from core.encoder import Encoder
 from core.errors import DataError
-from core.index.vectors import l2_normalise
+from core.unit_vectors import cosine_rows
 from training.data import PairExample, read_pairs
 
 
@@ -51,10 +51,6 @@ class StsResult:
     pearson: float  # x100
     pairs: int
     sentences_per_s: float
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(l2_normalise(a) * l2_normalise(b), axis=1)
 
 
 def sts_eval(encoder: Encoder, examples: list[PairExample], batch_size: int = 32) -> StsResult:

@@ -42,8 +42,8 @@ from core.index.folder import IndexFolder, file_digest
 from core.index.manifest import Manifest, same_publication, utc_now
 from core.index.ondisk import refusal
 from core.index.publish import replace_file, sweep_files, writer_lock
-from core.index.vectors import unit_rows
 from core.index.wal_check import check_wal
+from core.unit_vectors import unit_rows
 
 log = logging.getLogger(__name__)
 

@@ -60,28 +60,6 @@ class IndexPlan:
     search_params: dict[str, int] | None = None
 
 
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    """Unit rows as float32: inner product over them is cosine similarity."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
-
-
-def unit_rows(vectors: np.ndarray, tolerance: float = 1e-4) -> np.ndarray:
-    """``vectors`` as float32 with every row of norm 1 (the index's invariant when its manifest
-    says ``normalized``): rows already within ``tolerance`` of 1 are kept bit for bit, the others
-    divided by their norm. Writers call this however their encoder was configured."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or not len(vectors):
-        return vectors
-    norms = np.linalg.norm(vectors, axis=1)
-    off = np.abs(norms - 1) > tolerance
-    if not off.any():
-        return vectors
-    out = vectors.copy()
-    out[off] /= np.clip(norms[off], 1e-12, None)[:, None]
-    return out
-
-
 def ivf_nlist(n: int) -> int:
     return max(1, round(4 * math.sqrt(n)))
 
