@@ -285,6 +285,14 @@ def fuse_scores(first: np.ndarray, rerank: np.ndarray, weight: float) -> np.ndar
     return weight * minmax(logit) + (1.0 - weight) * minmax(np.asarray(first, dtype=np.float64))
 
 
+def rerank_order(first: np.ndarray, rerank: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """(order, fused): the candidates' positions best first by :func:`fuse_scores`, ties kept in
+    first-stage order (a stable sort), and the fused scores. The service's rerank and
+    ``eval retrieval`` both rank with this, so that the two cannot drift apart."""
+    fused = fuse_scores(first, rerank, weight)
+    return np.argsort(-fused, kind="stable"), fused
+
+
 def _pooler_dense(model: Any) -> nn.Linear | None:
     """The dense layer of BERT's pooler (dense + tanh) when the classifier is BERT's (pooler ->
     dropout -> linear)."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.cross_encoder import CrossEncoder, fuse_scores
+from core.cross_encoder import CrossEncoder, rerank_order
 from core.index.folder import Hit
 from service.batcher import MicroBatcher
 from service.metrics import Metrics
@@ -58,6 +58,5 @@ class Reranker:
         if not hits:
             return []
         scores = await self.scores([(query, h.text) for h in hits])
-        fused = fuse_scores(np.array([h.score for h in hits]), scores, self.weight)
-        order = np.argsort(-fused, kind="stable")[:k]
-        return [(hits[i], float(scores[i])) for i in order]
+        order, _ = rerank_order(np.array([h.score for h in hits]), scores, self.weight)
+        return [(hits[i], float(scores[i])) for i in order[:k]]

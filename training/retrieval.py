@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytrec_eval
 
-from core.cross_encoder import CrossEncoder, fuse_scores
+from core.cross_encoder import CrossEncoder, rerank_order
 from core.defaults import model_for_index
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
@@ -155,8 +155,8 @@ def evaluate(
             head, tail = ranked[qid][:rerank_k], ranked[qid][rerank_k:]
             head_docs = [folder.get(doc_id) for doc_id, _ in head]
             pairs = [(queries[qid], doc.text if doc else "") for doc in head_docs]
-            fused = fuse_scores(np.array([s for _, s in head]), reranker.scores(pairs, batch_size), weight)
-            order = np.argsort(-fused, kind="stable")
+            first = np.array([s for _, s in head])
+            order, fused = rerank_order(first, reranker.scores(pairs, batch_size), weight)
             ranked[qid] = [(head[i][0], float(fused[i])) for i in order] + tail
         mode = f"{mode}+rerank"
     runs = {qid: _run_of(r) for qid, r in ranked.items()}

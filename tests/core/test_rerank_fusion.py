@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.cross_encoder import CrossEncoder, fuse_scores
+from core.cross_encoder import CrossEncoder, fuse_scores, rerank_order
 from core.errors import InvalidInputError, ModelFormatError
 
 
@@ -16,6 +16,13 @@ def test_weight_one_is_the_cross_encoder_order_and_zero_the_first_stage() -> Non
     ce = np.array([0.2, 0.999, 0.5, 0.9999])
     assert np.argsort(-fuse_scores(first, ce, 1.0), kind="stable").tolist() == [3, 1, 2, 0]
     assert np.argsort(-fuse_scores(first, ce, 0.0), kind="stable").tolist() == [0, 1, 2, 3]
+    order, fused = rerank_order(first, ce, 1.0)  # what the service and eval retrieval rank by
+    assert order.tolist() == [3, 1, 2, 0] and fused.tolist() == ce.tolist()
+
+
+def test_rerank_order_keeps_first_stage_order_on_ties() -> None:
+    order, _ = rerank_order(np.array([0.9, 0.5, 0.1]), np.array([0.7, 0.7, 0.7]), 1.0)
+    assert order.tolist() == [0, 1, 2]
 
 
 def test_mixing_uses_log_odds_so_saturated_probabilities_still_count() -> None:
