@@ -35,6 +35,23 @@ class CorpusRow:
     doc: Document
 
 
+class SeenIds:
+    """The ids of a corpus read so far, each with its line: a repeat is a DataError naming both
+    lines. The one duplicate rule of `index build` and `index add`."""
+
+    def __init__(self, corpus: str) -> None:
+        self.corpus = corpus
+        self.lines: dict[str, int] = {}
+
+    def add(self, row: CorpusRow) -> None:
+        first = self.lines.get(row.doc.id)
+        if first is not None:
+            raise DataError(
+                self.corpus, row.line, f"duplicate id {row.doc.id!r} (first seen on line {first})"
+            )
+        self.lines[row.doc.id] = row.line
+
+
 def detect_format(path: Path, fmt: str | None = None) -> str:
     if fmt and fmt != "auto":
         if fmt not in FORMATS:

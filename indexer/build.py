@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.corpus import CorpusRow, read_corpus
+from core.corpus import CorpusRow, SeenIds, read_corpus
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
@@ -127,14 +127,11 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _check_duplicates(chunk: list[CorpusRow], store: DocStore, corpus: str) -> None:
-    seen: dict[str, int] = {}
+    ids = SeenIds(corpus)
     for row in chunk:
-        if row.doc.id in seen:
-            raise DataError(
-                corpus, row.line, f"duplicate id {row.doc.id!r} (first seen on line {seen[row.doc.id]})"
-            )
-        seen[row.doc.id] = row.line
-    clash = store.existing(list(seen))
+        ids.add(row)
+    seen = ids.lines
+    clash = store.existing(list(seen))  # the chunks before this one (a resumed build included)
     if clash:
         first = min(clash, key=lambda i: seen[i])
         raise DataError(corpus, seen[first], f"duplicate id {first!r} (already seen earlier in the corpus)")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.corpus import read_corpus
+from core.corpus import SeenIds, read_corpus
 from core.defaults import model_for_index
 from core.encoder import Encoder
 from core.errors import DataError
@@ -49,7 +49,7 @@ def add_corpus(
         target.check_model(encoder.fingerprint, encoder.dim, encoder.max_seq_length)
         encoder.to_precision(target.manifest.precision)  # the precision the index was built at
         chunk: list[Any] = []
-        seen: dict[str, int] = {}
+        seen = SeenIds(str(corpus))
 
         def flush() -> None:
             nonlocal added, replaced
@@ -61,17 +61,13 @@ def add_corpus(
             chunk.clear()
 
         for row in read_corpus(corpus, corpus_format, skip_bad_lines, skipped):
-            if row.doc.id in seen:
-                raise DataError(
-                    corpus, row.line, f"duplicate id {row.doc.id!r} (first on line {seen[row.doc.id]})"
-                )
-            seen[row.doc.id] = row.line
+            seen.add(row)
             chunk.append(row)
             if len(chunk) >= chunk_size:
                 flush()
         if chunk:
             flush()
-        if not seen:
+        if not seen.lines:
             raise DataError(corpus, None, "no documents to add")
         generation = target.commit()  # durable from here: what follows cannot undo it
         try:

@@ -291,3 +291,17 @@ def test_skip_bad_lines_records_store_refusals_and_keeps_good_rows(tmp_path: Pat
     assert [e.line for e in skipped] == list(range(2, n + 2))
     for err, (_, reason) in zip(skipped, STORE_RULE_ROWS, strict=True):
         assert err.message.startswith(f"{path}:{err.line}: ") and reason in err.message
+
+
+def test_seen_ids_names_both_lines_of_a_repeat() -> None:
+    from core.corpus import CorpusRow, SeenIds
+    from core.errors import DataError
+    from core.index.doc_store import Document
+
+    seen = SeenIds("corpus.jsonl")
+    seen.add(CorpusRow(3, Document("a", "x")))
+    seen.add(CorpusRow(4, Document("b", "y")))
+    with pytest.raises(DataError) as info:
+        seen.add(CorpusRow(9, Document("a", "z")))
+    assert "corpus.jsonl:9" in str(info.value) and "first seen on line 3" in str(info.value)
+    assert seen.lines == {"a": 3, "b": 4}
