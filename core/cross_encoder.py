@@ -48,6 +48,7 @@ from core.device import (
 from core.errors import InvalidInputError, ModelFormatError, ModelNotFoundError
 from core.fast_bert import UnpaddedBert, WeightsCache, unsupported_reason
 from core.index.lexical import minmax
+from core.precision_names import CROSS_ENCODER_PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,10 @@ class CrossEncoder:
         (bf16 where the hardware computes it natively, else fp32). Not for training."""
         if precision == "auto":
             precision = "bf16" if bf16_supported(self.device) else "fp32"
-        if precision == "int8":
+        if precision not in CROSS_ENCODER_PRECISIONS:
             raise InvalidInputError(
-                "the cross-encoder runs at fp32, bf16 or fp16; int8 is for the bi-encoder"
+                f"the cross-encoder runs at {', '.join(CROSS_ENCODER_PRECISIONS[1:])}; "
+                f"{precision!r} is not one of them (int8 is for the bi-encoder)"
             )
         chosen = resolve_precision(precision, self.device)
         self.model.to(torch_dtype(chosen))

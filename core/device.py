@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from core.errors import InvalidInputError
+from core.precision_names import PRECISIONS
 
 
 def offline_mode() -> None:
@@ -59,9 +60,6 @@ def int8_supported(device: torch.device) -> bool:
     """Dynamic int8 matmuls: torch's x86/fbgemm kernels, which need AVX2 (VNNI makes them fast)."""
     engines = set(torch.backends.quantized.supported_engines)
     return device.type == "cpu" and bool(engines & {"x86", "fbgemm"}) and "avx2" in cpu_flags()
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def torch_dtype(precision: str) -> torch.dtype:

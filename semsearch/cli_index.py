@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.precision_names import PRECISIONS
+
 if TYPE_CHECKING:
     from indexer.build import BuildReport
 
@@ -74,7 +76,7 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16", "fp16", "int8"],
+        choices=PRECISIONS,
         help="encoder precision (default auto: the fastest this hardware runs whose measured drift "
         "from fp32 on the corpus's first texts is within --max-precision-drift)",
     )

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.precision_names import SERVE_PRECISIONS
 from semsearch.cli_index import summary
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--precision",
-        choices=["index", "auto", "fp32", "bf16", "fp16", "int8"],
+        choices=SERVE_PRECISIONS,
         help="query encoder precision (default index: as the index was built; auto: the fastest within "
         "the drift bound, SEMSEARCH_MAX_PRECISION_DRIFT); one drifting too far from the index's is refused",
     )

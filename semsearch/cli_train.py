@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from core.precision_names import TRAIN_PRECISIONS
+
 
 def _add_run_args(p: argparse.ArgumentParser, lr: float) -> None:
     """The flags every training command shares (``training.loop.RunConfig``)."""
@@ -18,7 +20,7 @@ def _add_run_args(p: argparse.ArgumentParser, lr: float) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--checkpoint-steps", type=int, default=500)
     p.add_argument("--max-steps", type=int, default=0, help="stop after N optimiser steps (0: all)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=TRAIN_PRECISIONS)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
     p.add_argument("--skip-bad-lines", action="store_true")

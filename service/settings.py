@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.index.doc_rules import DEFAULT_MAX_DEPTH, MAX_DEPTH_CEILING
+from core.precision_names import CROSS_ENCODER_PRECISIONS, SERVE_PRECISIONS, precision_pattern
 
 MAX_K = 1000  # hard ceiling for k, documented in the README and OpenAPI
 MAX_RERANK_K = 1000
@@ -34,12 +35,12 @@ class Settings(BaseSettings):
     reranker_dir: Path | None = None  # a cross-encoder folder (semsearch train cross-encoder)
     device: str = "auto"
     # "index": embed queries as the index's documents were embedded (its manifest says how).
-    precision: str = Field("index", pattern="^(index|auto|fp32|bf16|fp16|int8)$")
+    precision: str = Field("index", pattern=precision_pattern(SERVE_PRECISIONS))
     # Largest 1 - mean cosine between query vectors at the serving precision and at the index's
     # (measured at start-up on the index's own documents); past it the service refuses to start.
     max_precision_drift: float = Field(0.01, ge=0.0, le=1.0)
     # auto: bf16 where the hardware computes it natively (rerank scores move by ~1e-2), else fp32.
-    reranker_precision: str = Field("auto", pattern="^(auto|fp32|bf16|fp16)$")
+    reranker_precision: str = Field("auto", pattern=precision_pattern(CROSS_ENCODER_PRECISIONS))
     # The cross-encoder's share when its score is fused with the retrieval score to order reranked
     # hits (core.cross_encoder.fuse_scores); unset: the weight stored in the reranker's folder.
     rerank_weight: float | None = Field(None, ge=0.0, le=1.0)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from core.device import bf16_supported
 from core.errors import InvalidInputError
+from core.precision_names import TRAIN_PRECISIONS
 from training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,8 @@ class LoopConfig:
             raise InvalidInputError("warmup_ratio must be in [0, 1)")
         if self.lr <= 0:
             raise InvalidInputError("lr must be > 0")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise InvalidInputError("precision must be auto, fp32 or bf16")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise InvalidInputError(f"precision must be one of {', '.join(TRAIN_PRECISIONS)}")
 
 
 @dataclass(kw_only=True)
