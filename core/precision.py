@@ -77,7 +77,7 @@ CALIBRATION_TEXTS = (
 @dataclass
 class PrecisionTrial:
     precision: str
-    texts_per_s: float
+    texts_per_s: float  # on one thread, by its CPU time (CPU); by the wall clock (GPU)
     mean_cosine: float  # to fp32, over the calibration texts
     min_cosine: float
 
@@ -129,15 +129,32 @@ def _interleaved(
 
     The candidates take turns, one pass each per round, so a neighbour's burst of load falls on
     all of them alike instead of on whichever happened to be timed then (timing one candidate's
-    passes in a block, then the next's, let one busy second decide)."""
-    out = {name: enc.encode(texts, batch_size=batch_size) for name, enc in encoders.items()}  # warm-up
-    seconds: dict[str, list[float]] = {name: [] for name in encoders}
-    for r in range(rounds):
-        order = list(encoders) if r % 2 == 0 else list(reversed(encoders))  # no fixed position
-        for name in order:
-            start = time.perf_counter()
-            encoders[name].encode(texts, batch_size=batch_size)
-            seconds[name].append(max(time.perf_counter() - start, 1e-9))
+    passes in a block, then the next's, let one busy second decide).
+
+    On a CPU the passes run on this one thread (torch's intra-op threads set to 1 for the
+    calibration) and are timed by this thread's CPU time, not the wall clock. A neighbour then
+    takes wall time from a pass, never CPU time, and the verdict holds under load: on 2 vCPUs
+    beside one busy process, a 2-thread pass went from 27 ms to 130-950 ms at random (a team
+    waiting at every kernel's barrier for its preempted thread), so that wall-clock timing chose
+    fp32 over a bf16 twice as fast in some runs. The precisions' ratio is a property of the
+    kernels, which one thread shows as well as two. A GPU pass is timed on the wall clock."""
+    one_thread = next(iter(encoders.values())).device.type == "cpu"
+    clock = time.thread_time if one_thread else time.perf_counter
+    threads = torch.get_num_threads()
+    if one_thread:
+        torch.set_num_threads(1)
+    try:
+        out = {name: enc.encode(texts, batch_size=batch_size) for name, enc in encoders.items()}  # warm-up
+        seconds: dict[str, list[float]] = {name: [] for name in encoders}
+        for r in range(rounds):
+            order = list(encoders) if r % 2 == 0 else list(reversed(encoders))  # no fixed position
+            for name in order:
+                start = clock()
+                encoders[name].encode(texts, batch_size=batch_size)
+                seconds[name].append(max(clock() - start, 1e-9))
+    finally:
+        if one_thread:
+            torch.set_num_threads(threads)
     return out, seconds
 
 

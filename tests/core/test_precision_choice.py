@@ -31,6 +31,9 @@ class FakeClock:
     def perf_counter(self) -> float:
         return self.now
 
+    def thread_time(self) -> float:  # what a CPU calibration reads
+        return self.now
+
 
 class FakeEncoder:
     device = torch.device("cpu")
