@@ -36,19 +36,14 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from service_load import free_port  # noqa: E402
+
 from core.defaults import default_model_dir  # noqa: E402
 from core.smart import read_smart  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 SERVE_ENV = {"SEMSEARCH_PRECISION": "fp32", "SEMSEARCH_RELOAD_INTERVAL_S": "0"}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Podman:
@@ -78,7 +73,7 @@ def _wait_ready(base: str, timeout: float = 300) -> float:
 
 @contextlib.contextmanager
 def _container_server(podman: Podman, image: str, volume: str) -> Iterator[tuple[str, float]]:
-    port, name = _free_port(), f"bench-{uuid.uuid4().hex[:8]}"
+    port, name = free_port(), f"bench-{uuid.uuid4().hex[:8]}"
     env = [a for k, v in SERVE_ENV.items() for a in ("-e", f"{k}={v}")]
     start = time.monotonic()
     podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", "-v", f"{volume}:/data", *env, image)
@@ -92,7 +87,7 @@ def _container_server(podman: Podman, image: str, volume: str) -> Iterator[tuple
 
 @contextlib.contextmanager
 def _bare_server(index: Path, log: Path) -> Iterator[tuple[str, float]]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **SERVE_ENV, "HF_HUB_OFFLINE": "1"}
     argv = [str(VENV_BIN / "semsearch"), "serve", "--index", str(index), "--port", str(port)]
     start = time.monotonic()

@@ -55,6 +55,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def readable_jsonl(path: Path, docs: list[tuple[str, str]]) -> Path:
+    """``{"id", "text"}`` lines, readable by the image's uid 10001 (pytest's temp folders are
+    0700: the caller opens the folder with ``chmod 0o755``)."""
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in docs), encoding="utf-8")
+    path.chmod(0o644)
+    return path
+
+
 def record(name: str, value: Any) -> None:
     """Keep a measured figure (build time, size, cold start) in test-artifacts/containers.json."""
     ARTIFACTS.mkdir(exist_ok=True)

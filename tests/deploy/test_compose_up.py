@@ -9,7 +9,6 @@ host port come from the environment, through the variables the compose file docu
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import subprocess
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from container_engine import REPO, Engine, free_port, record, unavailable, wait_until
+from container_engine import REPO, Engine, free_port, readable_jsonl, record, unavailable, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +33,8 @@ RELOAD_INTERVAL_S = 5.0  # what docker-compose.yml sets
 
 
 class Compose:
-    def __init__(self, containers: Engine, env: dict[str, str], project: str) -> None:
-        self.containers, self.env, self.project = containers, env, project
+    def __init__(self, env: dict[str, str], project: str) -> None:
+        self.env, self.project = env, project
 
     def __call__(self, *args: str, timeout: float = 300, strict: bool = True) -> str:
         """strict: also fail on a podman command it ran that failed (podman-compose 1.0 exits 0
@@ -56,11 +55,11 @@ def compose(containers: Engine, service_image: str, tmp_path: Path) -> Iterator[
         unavailable("podman-compose is not installed (apt-get install podman-compose)")
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for name, docs in (("corpus.jsonl", DOCS), ("more.jsonl", MORE)):
-        (corpus / name).write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in docs))
+    readable_jsonl(corpus / "corpus.jsonl", DOCS)
+    readable_jsonl(corpus / "more.jsonl", MORE)
     keys = tmp_path / "api_keys.txt"
     keys.write_text(KEY + "\n")
-    for path in (tmp_path, corpus, *corpus.iterdir(), keys):
+    for path in (tmp_path, corpus, keys):
         path.chmod(0o755 if path.is_dir() else 0o644)  # the image's uid 10001 reads them
     port = free_port()
     env = {
@@ -71,7 +70,7 @@ def compose(containers: Engine, service_image: str, tmp_path: Path) -> Iterator[
         "SEMSEARCH_API_PORTS": f"127.0.0.1:{port}",
     }
     project = f"sstest{uuid.uuid4().hex[:8]}"
-    run = Compose(containers, env, project)
+    run = Compose(env, project)
     try:
         yield run, f"http://127.0.0.1:{port}"
     finally:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from container_engine import Engine, free_port, record, wait_until
+from container_engine import Engine, free_port, readable_jsonl, record, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,18 +45,13 @@ RELOAD_INTERVAL_S = 2.0
 MODEL = "/opt/semsearch/model"
 
 
-def _jsonl(path: Path, docs: list[tuple[str, str]]) -> None:
-    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in docs), encoding="utf-8")
-    path.chmod(0o644)
-
-
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Readable by the image's uid 10001 (pytest's temp folders are 0700)."""
     folder = tmp_path_factory.mktemp("corpus")
     folder.chmod(0o755)
-    _jsonl(folder / "corpus.jsonl", DOCS)
-    _jsonl(folder / "more.jsonl", MORE)
+    readable_jsonl(folder / "corpus.jsonl", DOCS)
+    readable_jsonl(folder / "more.jsonl", MORE)
     keys = folder / "api_keys.txt"
     keys.write_text(f"# the API's keys, one per line\n{KEY}\n", encoding="utf-8")
     keys.chmod(0o644)
