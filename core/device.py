@@ -62,6 +62,19 @@ def int8_supported(device: torch.device) -> bool:
     return device.type == "cpu" and bool(engines & {"x86", "fbgemm"}) and "avx2" in cpu_flags()
 
 
+def native_precision(device: torch.device, allowed: tuple[str, ...]) -> str:
+    """What ``auto`` starts from, for every model: the fastest of ``allowed`` this hardware
+    computes natively. bf16 on avx512_bf16/AMX CPUs and sm80+ GPUs, else fp16 on CUDA, else fp32.
+    The cross-encoder and training take it as it is; the bi-encoder's ``auto`` also measures it
+    (core.precision.choose_precision: within the drift bound, and overruled only by a precision
+    that is consistently faster, such as int8)."""
+    if "bf16" in allowed and bf16_supported(device):
+        return "bf16"
+    if "fp16" in allowed and device.type == "cuda":
+        return "fp16"
+    return "fp32"
+
+
 def torch_dtype(precision: str) -> torch.dtype:
     """The weights' dtype for a resolved precision (int8 keeps float32 weights: it quantises a copy)."""
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)

@@ -26,7 +26,6 @@ from core.errors import InvalidInputError, ModelFormatError
 from core.fast_bert import UnpaddedBert, WeightsCache, unsupported_reason
 from core.model_folder import fingerprint, read_spec, weight_files, write_st_layout
 from core.pooling import Features, Normalize, Pooling
-from core.precision import DEFAULT_MAX_DRIFT, PrecisionChoice, choose_precision
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +135,6 @@ class Encoder:
         self.fingerprint = model_fingerprint
         self.source = source
         self.precision = "fp32"
-        self.precision_choice: PrecisionChoice | None = None
-        self.precision_quality: dict[str, Any] = {}  # set by core.precision.apply_precision
         use_tt = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
         modules: list[nn.Module] = [Transformer(model, use_tt), pooling]
         if normalize:
@@ -206,20 +203,16 @@ class Encoder:
         self.fingerprint = fingerprint(root, self.pooling.config(), self.normalize)
         self.source = root
 
-    def to_precision(
-        self, precision: str, texts: Sequence[str] | None = None, max_drift: float = DEFAULT_MAX_DRIFT
-    ) -> str:
-        """Set the inference precision: ``fp32``, ``bf16`` (native on AMX/avx512_bf16 CPUs and
-        recent GPUs), ``fp16`` (CUDA only), ``int8`` (dynamic quantisation on CPU) or ``auto``:
-        the fastest precision whose measured drift from fp32 on ``texts`` is within
-        ``max_drift`` (:func:`core.precision.choose_precision`; kept in ``precision_choice``).
-        Returns the precision in use. Not for training, which keeps fp32 weights."""
+    def to_precision(self, precision: str) -> str:
+        """Cast to an explicit inference precision: ``fp32``, ``bf16`` (native on AMX/avx512_bf16
+        CPUs and recent GPUs), ``fp16`` (CUDA only) or ``int8`` (dynamic quantisation on CPU).
+        Returns it. ``auto`` and ``index`` are choices, made by core.embedding.set_precision, not
+        casts. Not for training, which keeps fp32 weights."""
         chosen = resolve_precision(precision, self.device)
         if chosen == "auto":
-            if self.precision != "fp32":
-                self.to_precision("fp32")
-            self.precision_choice = choose_precision(self, texts, max_drift)
-            chosen = self.precision_choice.precision
+            raise InvalidInputError(
+                "auto is a measured choice, not a cast: core.embedding.set_precision makes it"
+            )
         transformer: Any = self.net[0]
         transformer.quantized = chosen == "int8"
         transformer.to(torch_dtype(chosen))

@@ -3,8 +3,9 @@
 ``auto`` tries every precision this hardware runs natively (fp32; bf16 on avx512_bf16/AMX CPUs
 and sm80+ GPUs; fp16 on CUDA; int8 dynamic quantisation on AVX2 CPUs), times each on the same
 calibration texts, measures its drift from fp32 (cosine between the two embeddings of each
-text), and keeps the fastest whose mean drift is inside ``max_drift``. The result, trials
-included, is what an index manifest records and what the service's ``/ready`` shows.
+text), and keeps the fastest whose mean drift is inside ``max_drift``. This module measures;
+core.embedding.set_precision is the policy every entry point calls, and its record (trials
+included) is what an index manifest keeps and the service's ``/ready`` shows.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from core.device import bf16_supported, int8_supported
-from core.errors import PrecisionDriftError
+from core.device import bf16_supported, int8_supported, native_precision
 from core.unit_vectors import cosine_rows
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class PrecisionChoice:
     max_drift: float
     texts: int
     trials: list[PrecisionTrial] = field(default_factory=list)
-    # Each trial's embeddings of the texts, so a caller (apply_precision) need not redo them.
+    # Each trial's embeddings of the texts, so a caller (set_precision) need not redo them.
     embeddings: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def trial(self, precision: str) -> PrecisionTrial | None:
@@ -167,13 +167,6 @@ def _faster(candidate: list[float], than: list[float]) -> bool:
     return best and wins * 2 > len(candidate)
 
 
-def expected_fastest(names: Sequence[str]) -> str:
-    """The precision the hardware should run fastest, before any timing: bf16 where it is native
-    (``candidates`` lists it only on avx512_bf16/AMX CPUs and sm80+ GPUs), else fp16 (CUDA), else
-    fp32. int8 (dynamic quantisation) is chosen by measurement alone: its gain varies by model."""
-    return next((name for name in ("bf16", "fp16") if name in names), "fp32")
-
-
 def choose_precision(
     encoder: Encoder,
     texts: Sequence[str] | None = None,
@@ -184,8 +177,8 @@ def choose_precision(
     """Measure each candidate precision on ``texts`` and pick the fastest inside ``max_drift``,
     timing the candidates in ``repeats`` interleaved rounds.
 
-    The choice starts from :func:`expected_fastest` (when inside ``max_drift``) and moves only to a
-    precision that is consistently faster than it, by ``MIN_SPEEDUP`` (:func:`_faster`): a
+    The choice starts from :func:`core.device.native_precision` (when inside ``max_drift``) and
+    moves only to a precision that is consistently faster than it, by ``MIN_SPEEDUP`` (:func:`_faster`): a
     neighbour's load can make any pass slow, so timing may overrule the hardware rule only when
     it says so in most rounds, never on one busy second. ``encoder`` must hold fp32 weights; it
     is not changed: each trial runs on a copy."""
@@ -203,7 +196,7 @@ def choose_precision(
         mean, low = (1.0, 1.0) if name == "fp32" else cosine_agreement(reference, embeddings[name])
         trials.append(PrecisionTrial(name, len(sample) / min(passes), mean, low))
     by_name = {t.precision: t for t in trials}
-    prior = by_name[expected_fastest(list(by_name))]
+    prior = by_name[native_precision(encoder.device, tuple(by_name))]
     best = prior if prior.drift <= max_drift else trials[0]
     for trial in trials:
         ok = trial is not best and trial.drift <= max_drift
@@ -216,51 +209,3 @@ def choose_precision(
         ", ".join(f"{t.precision}: {t.texts_per_s:.0f} texts/s, drift {t.drift:.2e}" for t in trials),
     )
     return choice
-
-
-def apply_precision(
-    encoder: Encoder,
-    precision: str,
-    texts: Sequence[str] | None = None,
-    max_drift: float = DEFAULT_MAX_DRIFT,
-    against: str | None = None,
-) -> dict[str, Any]:
-    """Set ``encoder`` (holding fp32 weights) to ``precision`` (``auto`` measures the choice) and
-    return the quality record an index manifest keeps: the drift from fp32 measured on ``texts``.
-
-    ``against``: the precision the vectors being searched were made at. When it differs from
-    the one chosen here, the drift between the two is measured too, and a drift over
-    ``max_drift`` is refused (:class:`PrecisionDriftError`): queries and documents embedded that
-    differently no longer rank like the model does."""
-    sample = list(texts or CALIBRATION_TEXTS)
-    if encoder.precision != "fp32":
-        raise ValueError(f"set the precision on fp32 weights; this encoder is {encoder.precision}")
-    other = None
-    if against is not None and against not in (precision, "fp32"):
-        other = encoder.variant(against).encode(sample)
-    if precision == "auto":  # the choice embeds the texts at every precision: reuse them
-        chosen = encoder.to_precision(precision, sample, max_drift)
-        assert encoder.precision_choice is not None
-        reference = encoder.precision_choice.embeddings["fp32"]
-        emb = encoder.precision_choice.embeddings[chosen]
-    else:
-        reference = encoder.encode(sample)
-        chosen = encoder.to_precision(precision, sample, max_drift)
-        emb = reference if chosen == "fp32" else encoder.encode(sample)
-    record: dict[str, Any] = {"precision": chosen, "texts": len(sample), "max_drift": max_drift}
-    mean, low = cosine_agreement(reference, emb)
-    record.update(mean_cosine_vs_fp32=round(mean, 6), min_cosine_vs_fp32=round(low, 6))
-    if precision == "auto" and encoder.precision_choice is not None:
-        record["auto_trials"] = [asdict(t) for t in encoder.precision_choice.trials]
-    if against is not None and against != chosen:
-        base = reference if other is None else other
-        mean, low = cosine_agreement(base, emb)
-        record.update(against=against, mean_cosine_vs_against=round(mean, 6))
-        if 1.0 - mean > max_drift:
-            raise PrecisionDriftError(
-                f"queries at {chosen} and vectors at {against} drift by {1.0 - mean:.2e} "
-                f"(1 - mean cosine over {len(sample)} texts), over the bound {max_drift:g}: serve at the "
-                f"index's precision ({against}), rebuild the index at {chosen}, or raise the bound"
-            )
-    encoder.precision_quality = record
-    return record

@@ -3,6 +3,12 @@
 No imports beyond the standard library, so that the command line's argument parsing (which
 must not import torch) can use them. What each precision does is core.device's and
 core.precision's business.
+
+``auto`` means one rule everywhere: start from the fastest precision the hardware computes
+natively among a model's own list (core.device.native_precision). The bi-encoder's ``auto``
+measures that choice as well (core.embedding.set_precision: drift from fp32 within a bound,
+and overruled only by a precision consistently faster on this machine); the cross-encoder's and
+training's take it as it is (training autocasts to it).
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from core.corpus import CorpusRow, SeenIds, read_corpus
+from core.embedding import document_vectors, sample_texts, set_precision
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
@@ -46,8 +46,7 @@ from core.index.ondisk import IVFDATA_FILE
 from core.index.publish import fsync_path, replace_file, work_dir, writer_lock
 from core.index.vectors import VectorIndex, plan_index
 from core.index.writer import publish_folder
-from core.precision import DEFAULT_MAX_DRIFT, apply_precision, candidates
-from core.unit_vectors import l2_normalise
+from core.precision import DEFAULT_MAX_DRIFT, candidates
 from indexer.ondisk import ON_DISK_TYPES, merge_on_disk
 
 log = logging.getLogger(__name__)
@@ -219,15 +218,13 @@ def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport
             # that would change the build key and discard every embedded shard. Continue at
             # the precision the interrupted build chose instead.
             precision = _interrupted_precision(cfg, encoder, output) or precision
+        quality: dict[str, Any] = {}
         if not given and precision != encoder.precision:
             # The drift is measured on the corpus's own first texts: what the index will hold.
-            rows = itertools.islice(read_corpus(cfg.corpus, cfg.corpus_format, skip_bad_lines=True), 64)
-            texts = [r.doc.text for r in rows] or None
-            if encoder.precision == "fp32":
-                apply_precision(encoder, precision, texts, cfg.max_precision_drift)
-            else:  # already cast by the caller: fp32 is gone, there is nothing to measure against
-                encoder.to_precision(precision, texts, cfg.max_precision_drift)
-        return _build(cfg, encoder, output)
+            rows = read_corpus(cfg.corpus, cfg.corpus_format, skip_bad_lines=True)
+            texts = sample_texts(r.doc.text for r in rows) or None
+            quality = set_precision(encoder, precision, texts, cfg.max_precision_drift)
+        return _build(cfg, encoder, output, quality)
 
 
 _INDEX_SETTINGS = ("index_type", "memory_budget_mb", "seed", "on_disk")
@@ -292,7 +289,7 @@ def _embedder(cfg: BuildConfig, encoder: Encoder) -> tuple[Embed, Callable[[], N
     return ray, ray.close
 
 
-def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
+def _build(cfg: BuildConfig, encoder: Encoder, output: Path, quality: dict[str, Any]) -> BuildReport:
     started = time.perf_counter()
     key = _build_key(cfg, encoder)
     pending = work_dir(output, "building")
@@ -318,7 +315,7 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
     try:
         for chunk, tokens in items:
             chunk_embed = embed if tokens is None else _pretokenized(encoder, tokens, cfg)
-            _embed_chunk(chunk, work, chunk_embed, encoder.normalize, cfg)
+            _embed_chunk(chunk, work, chunk_embed, cfg)
             bar.update(len(chunk))
     except (DataError, InvalidInputError):
         work.store.close()
@@ -334,7 +331,7 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path) -> BuildReport:
         raise DataError(
             cfg.corpus, None, "no documents to index" + (" after skipping bad lines" if skipped else "")
         )
-    manifest = publish_folder(work.path, output, _finish(cfg, encoder, output, work))
+    manifest = publish_folder(work.path, output, _finish(cfg, encoder, output, work, quality))
     return BuildReport(manifest, total, skipped, time.perf_counter() - started, resumed_from)
 
 
@@ -394,18 +391,15 @@ def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
         stop.set()
 
 
-def _embed_chunk(
-    chunk: list[CorpusRow], work: _Work, embed: Embed, normalized: bool, cfg: BuildConfig
-) -> None:
+def _embed_chunk(chunk: list[CorpusRow], work: _Work, embed: Embed, cfg: BuildConfig) -> None:
     _check_duplicates(chunk, work.store, cfg.corpus)
     docs = [r.doc for r in chunk]
-    vectors = embed([d.text for d in docs])
-    if not normalized:  # inner product == cosine only on unit vectors
-        vectors = l2_normalise(vectors)
-    work.add_chunk(docs, vectors)
+    work.add_chunk(docs, document_vectors(embed([d.text for d in docs])))
 
 
-def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Manifest:
+def _finish(
+    cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work, quality: dict[str, Any]
+) -> Manifest:
     total = work.state["rows_done"]
     budget = cfg.memory_budget_mb * 2**20 if cfg.memory_budget_mb else None
     plan = plan_index(cfg.index_type, total, encoder.dim, budget)
@@ -440,7 +434,7 @@ def _finish(cfg: BuildConfig, encoder: Encoder, output: Path, work: _Work) -> Ma
         max_seq_length=encoder.max_seq_length,
         model_dir=str(Path(cfg.model).resolve()),
         precision=encoder.precision,
-        precision_quality=encoder.precision_quality,
+        precision_quality=quality,
         faiss_factory=plan.factory,
         index_type=plan.index_type,
         search_params=plan.search_params or {},

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.corpus import SeenIds, read_corpus
-from core.defaults import model_for_index
-from core.encoder import Encoder
+from core.embedding import load_for_index, sample_texts, set_precision
 from core.errors import DataError
 from core.index.compaction import CompactionPolicy
 from core.index.folder import IndexFolder
@@ -45,9 +44,17 @@ def add_corpus(
     skipped: list[DataError] = []
     added = replaced = 0
     with MutableIndex(index) as target:
-        encoder = Encoder.load(model_for_index(model, Manifest.read(index).model_dir), device)
-        target.check_model(encoder.fingerprint, encoder.dim, encoder.max_seq_length)
-        encoder.to_precision(target.manifest.precision)  # the precision the index was built at
+        encoder = load_for_index(target.manifest, index, model, device)
+        # The precision the index was built at, its drift from fp32 measured on the new texts.
+        texts = sample_texts(r.doc.text for r in read_corpus(corpus, corpus_format, skip_bad_lines=True))
+        quality = set_precision(encoder, "index", texts or None, against=target.manifest.precision)
+        if quality:
+            log.info(
+                "%s: adding at %s, mean cosine to fp32 %s",
+                index,
+                encoder.precision,
+                quality["mean_cosine_vs_fp32"],
+            )
         chunk: list[Any] = []
         seen = SeenIds(str(corpus))
 

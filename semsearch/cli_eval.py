@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.precision_names import CROSS_ENCODER_PRECISIONS, SERVE_PRECISIONS
+
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev = sub.add_parser("eval", help="evaluate models")
@@ -48,6 +50,15 @@ def _add_eval_retrieval(ev_sub: argparse._SubParsersAction[argparse.ArgumentPars
         type=float,
         help="cross-encoder share when fused with the first-stage score (default: the model's own)",
     )
+    p.add_argument(
+        "--precision",
+        default="index",
+        choices=SERVE_PRECISIONS,
+        help="query encoder precision, as for serve (default index: as the index was built)",
+    )
+    p.add_argument(
+        "--reranker-precision", default="auto", choices=CROSS_ENCODER_PRECISIONS, help="as for serve"
+    )
     p.add_argument("--output", help="write the means and per-query metrics as JSON here")
     p.set_defaults(func=_cmd_eval_retrieval)
 
@@ -73,6 +84,8 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
         args.rerank,
         args.rerank_k,
         args.rerank_weight,
+        args.precision,
+        args.reranker_precision,
     )
     m = r.means
     print(

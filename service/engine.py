@@ -20,8 +20,8 @@ import torch
 
 from core import model_thread
 from core.cross_encoder import CrossEncoder
-from core.defaults import model_for_index
 from core.device import available_cpus, configure_threads
+from core.embedding import drift_vs_fp32, load_for_index, query_vectors, sample_texts, set_precision
 from core.encoder import Encoded, Encoder
 from core.errors import (
     ForbiddenError,
@@ -37,8 +37,7 @@ from core.index.doc_store import Document
 from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import recover
-from core.precision import apply_precision
-from core.unit_vectors import l2_normalise, unit_rows
+from core.unit_vectors import l2_normalise
 from service.batcher import MicroBatcher
 from service.live_index import LiveIndex, WriteResult
 from service.metrics import Metrics
@@ -74,17 +73,13 @@ class SearchEngine:
         self.encoder = encoder
         self.settings = settings
         manifest = index.manifest
-        wanted = manifest.precision if settings.precision == "index" else settings.precision
-        if encoder.precision != "fp32":  # a caller's already-cast encoder: nothing to measure from
-            if encoder.precision != wanted:
-                encoder.to_precision(wanted)
-        elif wanted != "fp32" or manifest.precision != "fp32":
-            # Measured on the index's own documents: the drift that matters is on this corpus.
-            texts = [doc.text for _, doc in next(index.store.iter_live(batch=32), [])]
-            apply_precision(encoder, wanted, texts or None, settings.max_precision_drift, manifest.precision)
+        # Measured on the index's own documents: the drift that matters is on this corpus.
+        texts = sample_texts(doc.text for _, doc in next(index.store.iter_live(batch=32), []))
+        self.precision_quality = set_precision(
+            encoder, settings.precision, texts or None, settings.max_precision_drift, manifest.precision
+        )
         self.metrics = metrics or Metrics()
-        measured = encoder.precision_quality.get("mean_cosine_vs_fp32")
-        drift = 0.0 if encoder.precision == "fp32" else None if measured is None else 1.0 - measured
+        drift = drift_vs_fp32(encoder, self.precision_quality)
         self.metrics.set_encoder(str(encoder.device), encoder.precision, drift, torch.get_num_threads())
         self.index_path = index.path
         self._check_manifest(index.manifest)
@@ -136,9 +131,7 @@ class SearchEngine:
             recover(settings.index_dir)  # before this process opens docs.sqlite (its WAL checked)
         index = IndexFolder.open(settings.index_dir)
         try:
-            encoder = Encoder.load(
-                model_for_index(settings.model_dir, index.manifest.model_dir), settings.device
-            )
+            encoder = load_for_index(index.manifest, index.path, settings.model_dir, settings.device)
             cross = (
                 CrossEncoder.load(settings.reranker_dir, settings.device) if settings.reranker_dir else None
             )
@@ -304,9 +297,7 @@ class SearchEngine:
             ]
 
         snapshot = self.index.current
-        # Inner product is cosine only between unit vectors: the index holds them (its manifest
-        # says so), and the queries must be too, whatever the model folder's last module is.
-        queries_v = unit_rows(encoded.embeddings) if snapshot.manifest.normalized else encoded.embeddings
+        queries_v = query_vectors(snapshot.manifest, encoded.embeddings)
         hits = await asyncio.to_thread(run, snapshot, queries_v)
         took = (time.perf_counter() - started) * 1000
         return [(h, bool(t)) for h, t in zip(hits, encoded.truncated, strict=True)], took

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from core.device import bf16_supported
+from core.device import bf16_supported, native_precision
 from core.errors import InvalidInputError
 from core.precision_names import TRAIN_PRECISIONS
 from training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -126,7 +126,9 @@ def param_groups(modules: dict[str, nn.Module], weight_decay: float) -> list[dic
 
 
 def autocast_for(device: torch.device, precision: str) -> tuple[str, Any]:
-    use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(device))
+    use_bf16 = precision == "bf16" or (
+        precision == "auto" and native_precision(device, TRAIN_PRECISIONS) == "bf16"
+    )
     if precision == "bf16" and not bf16_supported(device):
         raise InvalidInputError(f"bf16 requested but {device} has no native bf16 support")
     if use_bf16:

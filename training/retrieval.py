@@ -19,7 +19,7 @@ import numpy as np
 import pytrec_eval
 
 from core.cross_encoder import CrossEncoder, rerank_order
-from core.defaults import model_for_index
+from core.embedding import load_for_index, query_vectors, sample_texts, set_precision
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
 from core.index.folder import Hit, IndexFolder
@@ -142,7 +142,7 @@ def evaluate(
     else:
         if encoder is None:
             raise InvalidInputError(f"mode {mode} needs the encoder")
-        vectors = encoder.encode(texts, batch_size)
+        vectors = query_vectors(folder.manifest, encoder.encode(texts, batch_size))
         if mode == "dense":
             for qid, hits in zip(judged, folder.search(vectors, DEPTH), strict=True):
                 ranked[qid] = _hits(hits)
@@ -197,14 +197,22 @@ def evaluate_files(
     rerank: str | Path | None = None,
     rerank_k: int = 50,
     rerank_weight: float | None = None,
+    precision: str = "index",
+    reranker_precision: str = "auto",
 ) -> RetrievalReport:
+    """:func:`evaluate` on files, with the encoder set up as ``semsearch serve`` sets it up
+    (core.embedding): the index's model, checked, at ``precision`` (by default the index's own,
+    measured on its documents), and the reranker at ``reranker_precision``."""
     folder = IndexFolder.open(index)
     try:
         encoder = None
         if mode != "bm25":
-            encoder = Encoder.load(model_for_index(model, folder.manifest.model_dir), device)
-            folder.manifest.check_model(encoder.fingerprint, encoder.dim, folder.path, encoder.max_seq_length)
+            encoder = load_for_index(folder.manifest, folder.path, model, device)
+            texts = sample_texts(doc.text for _, doc in next(folder.store.iter_live(batch=32), []))
+            set_precision(encoder, precision, texts or None, against=folder.manifest.precision)
         reranker = CrossEncoder.load(rerank, device) if rerank else None
+        if reranker is not None:
+            reranker.to_precision(reranker_precision)
         queries, qrels = read_queries(queries_path), read_qrels(qrels_path)
         return evaluate(
             folder,

@@ -39,7 +39,7 @@ class Manifest:
     faiss_factory: str = "IDMap2,Flat"
     index_type: str = "flat"
     precision: str = "fp32"
-    # The precision's measured drift from fp32 (core.precision.apply_precision); empty for fp32
+    # The precision's measured drift from fp32 (core.embedding.set_precision); empty for fp32
     # builds and for indexes written before it was recorded.
     precision_quality: dict[str, Any] = field(default_factory=dict)
     generation: int = 1

@@ -37,7 +37,7 @@ async def ready(engine: EngineDep, request: Request) -> ReadyResponse:
         dim=manifest.dim,
         device=str(engine.encoder.device),
         precision=engine.encoder.precision,
-        precision_quality=engine.encoder.precision_quality,
+        precision_quality=engine.precision_quality,
         threads=torch.get_num_threads(),
         micro_batching=engine.settings.micro_batching,
         read_only=engine.settings.read_only,

@@ -139,11 +139,15 @@ def test_choose_precision_measures_every_candidate(tiny_model_dir: Path) -> None
 
 
 def test_auto_precision_records_its_choice(tiny_model_dir: Path) -> None:
+    from core.embedding import set_precision
+
     enc = Encoder.load(tiny_model_dir, device="cpu")
-    chosen = enc.to_precision("auto", TEXTS, max_drift=-1.0)
-    assert chosen == "fp32"  # no other precision can meet an unattainable bound
-    assert enc.precision_choice is not None and enc.precision_choice.precision == "fp32"
-    assert enc.precision_choice.as_dict()["trials"][0]["precision"] == "fp32"
+    record = set_precision(enc, "auto", TEXTS, max_drift=-1.0)
+    assert enc.precision == record["precision"] == "fp32"  # no other precision meets an unattainable bound
+    assert record["auto_trials"][0]["precision"] == "fp32"
+    assert {t["precision"] for t in record["auto_trials"]} == set(candidates(torch.device("cpu")))
+    with pytest.raises(InvalidInputError, match="set_precision"):
+        enc.to_precision("auto")  # a choice, not a cast: the encoder only casts
 
 
 def test_cgroup_quota_caps_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,22 +186,28 @@ def test_cross_encoder_unpadded_logits_match_transformers(tiny_model_dir: Path) 
         ce.to_precision("int8")
 
 
-def test_apply_precision_records_drift_and_refuses_past_the_bound(tiny_model_dir: Path) -> None:
+def test_set_precision_records_drift_and_refuses_past_the_bound(tiny_model_dir: Path) -> None:
+    from core.embedding import set_precision
     from core.errors import PrecisionDriftError
-    from core.precision import apply_precision
 
     enc = Encoder.load(tiny_model_dir, device="cpu")
-    record = apply_precision(enc, "fp32", TEXTS)
-    assert record["precision"] == "fp32" and record["mean_cosine_vs_fp32"] == 1.0
+    assert set_precision(enc, "fp32", TEXTS) == {}  # nothing to measure: fp32 is the reference
+    assert set_precision(enc, "index", TEXTS, against="fp32") == {} and enc.precision == "fp32"
     if not device_mod.int8_supported(torch.device("cpu")):
         pytest.skip("no int8 on this CPU")
     enc = Encoder.load(tiny_model_dir, device="cpu")
-    record = apply_precision(enc, "int8", TEXTS, max_drift=0.5, against="fp32")
+    record = set_precision(enc, "int8", TEXTS, max_drift=0.5, against="fp32")
+    assert record["precision"] == "int8" and 0.5 < record["mean_cosine_vs_fp32"] <= 1.0 + 1e-6
     assert record["against"] == "fp32" and 0.5 < record["mean_cosine_vs_against"] <= 1.0 + 1e-6
-    assert enc.precision_quality is record and enc.precision == "int8"
+    assert enc.precision == "int8"
     enc = Encoder.load(tiny_model_dir, device="cpu")
     with pytest.raises(PrecisionDriftError, match="rebuild the index"):
-        apply_precision(enc, "int8", TEXTS, max_drift=-1.0, against="fp32")  # an unattainable bound
+        set_precision(enc, "int8", TEXTS, max_drift=-1.0, against="fp32")  # an unattainable bound
+    enc = Encoder.load(tiny_model_dir, device="cpu")
+    record = set_precision(enc, "index", TEXTS, max_drift=0.5, against="int8")  # the index's precision
+    assert enc.precision == record["precision"] == "int8" and "against" not in record
+    assert set_precision(enc, "auto", TEXTS) == {}  # already cast: its fp32 weights are gone, kept as is
+    assert enc.precision == "int8"
 
 
 def test_build_records_precision_quality(tiny_model_dir: Path, tiny_corpus: Path, tmp_path: Path) -> None:

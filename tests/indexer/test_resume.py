@@ -180,12 +180,12 @@ def test_resume_with_auto_keeps_the_interrupted_precision(
     if not others:
         pytest.skip("this CPU runs no precision but fp32")
     chosen = others[-1]  # what "auto" is made to choose the first time (never fp32, the default)
-    real_apply = build_mod.apply_precision
+    real_apply = build_mod.set_precision
 
     def first_choice(encoder: Any, precision: str, *args: Any) -> Any:
         return real_apply(encoder, chosen if precision == "auto" else precision, *args)
 
-    monkeypatch.setattr(build_mod, "apply_precision", first_choice)
+    monkeypatch.setattr(build_mod, "set_precision", first_choice)
     if stage == "embedding":  # killed after two chunks
         real_embed, calls = build_mod._embed_chunk, []
 
@@ -214,7 +214,7 @@ def test_resume_with_auto_keeps_the_interrupted_precision(
         seen.append(precision)
         return real_apply(encoder, precision, *args)
 
-    monkeypatch.setattr(build_mod, "apply_precision", spy)
+    monkeypatch.setattr(build_mod, "set_precision", spy)
     report = build_index(cfg)
     assert seen == [chosen]  # not re-measured
     assert report.manifest.precision == chosen
