@@ -1,6 +1,6 @@
 """Queries/s of the encoder over real queries, by precision and forward-pass shape.
 
-Shows why the service caps each forward pass by padded tokens (``SEMSEARCH_ENCODE_MAX_TOKENS``):
+Shows why the service caps each forward pass by padded tokens (``SEMSEARCH_MAX_BATCH_TOKENS``):
 a micro-batch of 32 queries padded to its longest member wastes most of its compute on padding.
 
     python benchmarks/encode_batching.py --data ../shared/data/ir-classic
@@ -59,14 +59,16 @@ def main() -> None:
         rate = best_rate(len(queries), lambda: [encoder.encode([q]) for q in queries], args.reps)
         print(f"| {precision} | one query per call | {rate:.1f} |")
         groups = [queries[i : i + args.group] for i in range(0, len(queries), args.group)]
-        for max_tokens in (None, 256, 512, 1024, 2048):
+        for max_batch_tokens in (None, 256, 512, 1024, 2048):
             rate = best_rate(
                 len(queries),
-                lambda m=max_tokens, gs=groups: [encoder.encode(g, 64, m) for g in gs],
+                lambda m=max_batch_tokens, gs=groups: [encoder.encode(g, 64, m) for g in gs],
                 args.reps,
             )
             shape = (
-                "whole group padded to its longest" if max_tokens is None else f"≤ {max_tokens} padded tokens"
+                "whole group padded to its longest"
+                if max_batch_tokens is None
+                else f"≤ {max_batch_tokens} padded tokens"
             )
             print(f"| {precision} | {shape} | {rate:.1f} |")
 

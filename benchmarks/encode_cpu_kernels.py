@@ -10,7 +10,7 @@ gives each one's median docs/s over rounds (each round: the best of 2 timed pass
 
 - ``none``: no token budget (batches of 64 rows, ~12k tokens), glibc's default allocator
   (``SEMSEARCH_MALLOC_TUNE=0``), torch's default linear (``SEMSEARCH_ONEDNN=0``);
-- ``+budget``: the default CPU token budget (:func:`core.batching.cpu_token_budget`);
+- ``+budget``: the default CPU token budget (:func:`core.token_batches.cpu_max_batch_tokens`);
 - ``+allocator``: and :func:`core.device.tune_cpu_allocator`;
 - ``+onednn``: and oneDNN linears with GELU fused (:func:`core.fast_bert.dense`): the default.
 """
@@ -44,12 +44,12 @@ def child(data: Path, docs: int, precision: str, budget: bool) -> float:
     texts = [t for _, t in read_smart(data / "ir-classic" / "med" / "MED.ALL")][:docs]
     enc = Encoder.load(default_model_dir(), device="cpu")
     enc.to_precision(precision)
-    max_tokens = None if budget else BATCH * enc.max_seq_length  # rows alone bound the batch
-    enc.encode(texts[:BATCH], BATCH, max_tokens)  # warm-up
+    max_batch_tokens = None if budget else BATCH * enc.max_seq_length  # rows alone bound the batch
+    enc.encode(texts[:BATCH], BATCH, max_batch_tokens)  # warm-up
     best = float("inf")
     for _ in range(2):
         start = time.perf_counter()
-        enc.encode(texts, BATCH, max_tokens)
+        enc.encode(texts, BATCH, max_batch_tokens)
         best = min(best, time.perf_counter() - start)
     return len(texts) / best
 

@@ -25,7 +25,7 @@ from core.cross_encoder import CrossEncoder
 from core.defaults import default_model_dir
 from core.encoder import Encoder
 from core.index.folder import IndexFolder
-from training.retrieval import evaluate, read_qrels, read_queries
+from evaluation.retrieval import evaluate, read_qrels, read_queries
 
 REPO = Path(__file__).resolve().parent.parent
 COLLECTIONS = {"MEDLINE": ("med", "MED"), "ADI": ("adi", "ADI")}

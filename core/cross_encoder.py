@@ -36,7 +36,6 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from core.batching import padded_width, token_batches
 from core.device import (
     native_precision,
     offline_mode,
@@ -49,6 +48,7 @@ from core.errors import InvalidInputError, ModelFormatError, ModelNotFoundError
 from core.fast_bert import UnpaddedBert, WeightsCache, unsupported_reason
 from core.index.lexical import minmax
 from core.precision_names import CROSS_ENCODER_PRECISIONS
+from core.token_batches import padded_width, token_batches
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class CrossEncoder:
         return out
 
     def logits(
-        self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, max_tokens: int = 4096
+        self, pairs: Sequence[tuple[str, str]], batch_size: int = 32, max_batch_tokens: int = 4096
     ) -> np.ndarray:
         """(n, num_labels) float32 logits, in input order; length-sorted, token-budgeted batches."""
         rows = self.tokenize(pairs)
@@ -228,7 +228,7 @@ class CrossEncoder:
             return out
         lengths = np.array([len(r["input_ids"]) for r in rows])
         with torch.inference_mode():
-            for idx in token_batches(lengths, batch_size, max_tokens):
+            for idx in token_batches(lengths, batch_size, max_batch_tokens):
                 logits = self._forward(self.collate([rows[i] for i in idx]))
                 out[idx] = logits.float().cpu().numpy()
         return out

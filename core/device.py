@@ -146,7 +146,7 @@ def tune_cpu_allocator() -> bool:
     memory up to 256 MiB is kept. Once per process; a no-op off glibc, with
     ``SEMSEARCH_MALLOC_TUNE=0``, or where the user set ``MALLOC_MMAP_THRESHOLD_`` /
     ``MALLOC_TRIM_THRESHOLD_``. Together with a token budget that keeps
-    activations under the threshold (:func:`core.batching.cpu_token_budget`), MEDLINE abstracts
+    activations under the threshold (:func:`core.token_batches.cpu_max_batch_tokens`), MEDLINE abstracts
     encoded about 30% faster in bf16 (BENCHMARKS.md). Returns whether the tuning is in effect."""
     global _allocator_tuned
     if _allocator_tuned is None:

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.batching import cpu_token_budget, padded_width, token_batches
 from core.device import offline_mode, resolve_device, resolve_precision, torch_dtype, tune_cpu_allocator
 from core.errors import InvalidInputError, ModelFormatError
 from core.fast_bert import UnpaddedBert, WeightsCache, unsupported_reason
 from core.model_folder import fingerprint, read_spec, weight_files, write_st_layout
 from core.pooling import Features, Normalize, Pooling
+from core.token_batches import cpu_max_batch_tokens, padded_width, token_batches
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class Encoder:
         return list(self._tok.encode_batch(batch))
 
     def collate(self, encodings: Sequence[Any]) -> Features:
-        """Pad a batch (see :func:`core.batching.padded_width`) and move it to the device."""
+        """Pad a batch (see :func:`core.token_batches.padded_width`) and move it to the device."""
         longest = max(len(e.ids) for e in encodings)
         width = padded_width(longest, len(encodings), self.max_seq_length)
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
@@ -273,47 +273,49 @@ class Encoder:
         return out
 
     def batches(
-        self, encodings: Sequence[Any], batch_size: int, max_tokens: int | None = None
+        self, encodings: Sequence[Any], batch_size: int, max_batch_tokens: int | None = None
     ) -> Iterator[np.ndarray]:
-        """Length-sorted, optionally token-budgeted batches (:func:`core.batching.token_batches`)."""
+        """Length-sorted, optionally token-budgeted batches (:func:`core.token_batches.token_batches`)."""
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-        budget = self.default_max_tokens() if max_tokens is None else max_tokens
+        budget = self.default_max_batch_tokens() if max_batch_tokens is None else max_batch_tokens
         return token_batches(lengths, batch_size, budget)
 
-    def default_max_tokens(self) -> int | None:
-        """The token budget when the caller gives none: on CPU, :func:`core.batching.cpu_token_budget`
-        for this model's widest activation at the current precision (int8 computes in float32);
-        None (rows alone) on CUDA."""
+    def default_max_batch_tokens(self) -> int | None:
+        """``max_batch_tokens`` when the caller gives none: on CPU,
+        :func:`core.token_batches.cpu_max_batch_tokens` for this model's widest activation at the
+        current precision (int8 computes in float32); None (rows alone) on CUDA."""
         if self.device.type != "cpu":
             return None
         config = getattr(self.net[0].auto_model, "config", None)
         hidden = int(getattr(config, "hidden_size", self.dim))
         widest = max(hidden, int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden))
         itemsize = 2 if self.precision in ("bf16", "fp16") else 4
-        return cpu_token_budget(widest, itemsize)
+        return cpu_max_batch_tokens(widest, itemsize)
 
     def encode_detailed(
-        self, texts: Sequence[str], batch_size: int = 32, max_tokens: int | None = None
+        self, texts: Sequence[str], batch_size: int = 32, max_batch_tokens: int | None = None
     ) -> Encoded:
-        if batch_size < 1 or (max_tokens is not None and max_tokens < 1):
-            raise InvalidInputError("batch_size and max_tokens must be >= 1")
-        return self.encode_tokenized(self.tokenize(texts), batch_size, max_tokens)
+        if batch_size < 1 or (max_batch_tokens is not None and max_batch_tokens < 1):
+            raise InvalidInputError("batch_size and max_batch_tokens must be >= 1")
+        return self.encode_tokenized(self.tokenize(texts), batch_size, max_batch_tokens)
 
     def encode_tokenized(
-        self, encodings: Sequence[Any], batch_size: int = 32, max_tokens: int | None = None
+        self, encodings: Sequence[Any], batch_size: int = 32, max_batch_tokens: int | None = None
     ) -> Encoded:
         """:meth:`encode_detailed` on the output of :meth:`tokenize` (which may run elsewhere,
         e.g. in the indexer's reader thread, overlapped with the model)."""
         n = len(encodings)
         out = np.empty((n, self.dim), dtype=np.float32)
         with torch.inference_mode():
-            for idx in self.batches(encodings, batch_size, max_tokens):
+            for idx in self.batches(encodings, batch_size, max_batch_tokens):
                 feats = self.forward(self.collate([encodings[i] for i in idx]))
                 out[idx] = feats["sentence_embedding"].float().cpu().numpy()
         truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=n)
         counts = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
         return Encoded(out, truncated, counts)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32, max_tokens: int | None = None) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 32, max_batch_tokens: int | None = None
+    ) -> np.ndarray:
         """Embed ``texts`` in input order: float32 array of shape (len(texts), dim)."""
-        return self.encode_detailed(texts, batch_size, max_tokens).embeddings
+        return self.encode_detailed(texts, batch_size, max_batch_tokens).embeddings

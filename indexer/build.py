@@ -10,7 +10,7 @@ Crash-safe and resumable. The build works in ``.<output>.building/`` beside the 
   an atomic swap. The output path always holds the previous complete index or the new one.
 Memory stays flat in the corpus size, apart from the FAISS index itself; with ``on_disk``
 (ivf / ivfpq) not even that: each shard fills its own copy of the trained index and the lists
-are merged into an mmapped ``index.ivfdata`` file (indexer.ondisk). Such an index cannot be
+are merged into an mmapped ``index.ivfdata`` file (indexer.ondisk_merge). Such an index cannot be
 updated in place (``index add/delete/compact`` refuse it): rebuild it instead.
 """
 
@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from core.corpus import CorpusRow, SeenIds, read_corpus
+from core.durable import fsync_path, replace_file
 from core.embedding import document_vectors, sample_texts, set_precision
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
@@ -43,16 +44,21 @@ from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import INDEX_FILE, file_digest
 from core.index.manifest import MANIFEST, Manifest
 from core.index.ondisk import IVFDATA_FILE
-from core.index.publish import fsync_path, replace_file, work_dir, writer_lock
 from core.index.vectors import VectorIndex, plan_index
 from core.index.writer import publish_folder
+from core.index.writer_lock import work_dir, writer_lock
 from core.precision import DEFAULT_MAX_DRIFT, candidates
-from indexer.ondisk import ON_DISK_TYPES, merge_on_disk
+from indexer.ondisk_merge import ON_DISK_TYPES, merge_on_disk
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "build_config.json"
 STATE_FILE = "build_state.json"
 SHARDS = "shards"
+
+
+# Each engine's own chunk: locally, a step small enough to checkpoint often; on Ray, large enough
+# that each dataset's actor start-up is amortised.
+CHUNK_SIZES = {"local": 4096, "ray": 50_000}
 
 
 @dataclass
@@ -68,7 +74,9 @@ class BuildConfig:
     memory_budget_mb: int = 0  # 0: no budget; else auto picks IVF-PQ when float32 vectors exceed it
     batch_size: int = 64
     max_batch_tokens: int | None = None  # also cap each forward pass at this many padded tokens
-    chunk_size: int = 4096  # documents embedded and checkpointed per step; bounds memory
+    # Documents embedded and checkpointed per step; bounds memory. 0: the engine's own default
+    # (CHUNK_SIZES), set when the config is made, so build_config.json records the real size.
+    chunk_size: int = 0
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | fp16 | int8 | auto (fastest within max_precision_drift)
     max_precision_drift: float = DEFAULT_MAX_DRIFT  # 1 - mean cosine to fp32 that auto accepts
@@ -81,8 +89,15 @@ class BuildConfig:
     seed: int = 1234
     progress: bool = True
     # ivf / ivfpq: fill per-shard IVF indexes and merge their lists on disk (index.ivfdata,
-    # mmapped at search time) instead of holding every vector in memory; see indexer.ondisk.
+    # mmapped at search time) instead of holding every vector in memory; see indexer.ondisk_merge.
     on_disk: bool = False
+
+    def __post_init__(self) -> None:
+        if self.engine not in CHUNK_SIZES:
+            raise InvalidInputError(f"unknown engine {self.engine!r}; use {' or '.join(CHUNK_SIZES)}")
+        if self.chunk_size < 0:
+            raise InvalidInputError("--chunk-size must be at least 1")
+        self.chunk_size = self.chunk_size or CHUNK_SIZES[self.engine]
 
 
 @dataclass

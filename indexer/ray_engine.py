@@ -4,8 +4,8 @@ The driver keeps what must be sequential and exact: reading and validating the c
 numbers, duplicate ids, shards, checkpoints and resume (the same code as the local engine).
 Each chunk of the corpus becomes a Ray dataset whose ``map_batches`` runs on an actor pool,
 one model per actor (one per GPU on a GPU cluster), and the vectors come back to the driver.
-Use a large ``--chunk-size`` with Ray (the default here is 50,000) so that actor start-up is
-amortised. Install with ``pip install 'semsearch[ray]'``.
+Without ``--chunk-size``, Ray's chunks hold 50,000 documents (indexer.build.CHUNK_SIZES), so
+that actor start-up is amortised. Install with ``pip install 'semsearch[ray]'``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 from core.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
-RAY_CHUNK_SIZE = 50_000
 
 
 class _EmbedActor:

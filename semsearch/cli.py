@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from core.index.publish import as_disk_full
+        from core.durable import as_disk_full
 
         target = getattr(args, "index", None) or getattr(args, "output", None)
         folder = Path(target).expanduser().parent if isinstance(target, str | Path) else None

@@ -67,7 +67,7 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
     import json
 
     from core.errors import InvalidInputError
-    from training.retrieval import evaluate_files, report_json
+    from evaluation.retrieval import evaluate_files, report_json
 
     if args.alpha is not None and not 0 <= args.alpha <= 1:
         raise InvalidInputError("--alpha must be between 0 and 1")
@@ -91,7 +91,7 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
     print(
         f"{r.mode}: ndcg@10 {m['ndcg@10']:.4f}  recall@100 {m['recall@100']:.4f}  mrr@10 {m['mrr@10']:.4f}  "
         f"({r.queries} judged queries, {len(r.unjudged_queries)} without judgments, "
-        f"{r.queries_per_s:.1f} queries/s)"
+        f"{r.queries_per_s:.1f} queries/s{f', {r.precision}' if r.precision else ''})"
     )
     if args.output:
         Path(args.output).write_text(json.dumps(report_json(r), indent=2) + "\n", encoding="utf-8")
@@ -102,8 +102,8 @@ def _cmd_eval_cross(args: argparse.Namespace) -> int:
     import time
 
     from core.cross_encoder import CrossEncoder
-    from training.cross_encoder import evaluate_pairs
     from training.data import read_pairs
+    from training.train_cross_encoder import evaluate_pairs
 
     model = CrossEncoder.load(args.model, args.device)
     examples = read_pairs(args.data, args.format, args.split)

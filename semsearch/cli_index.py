@@ -61,7 +61,10 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "default on CPU: what keeps activations under 24 MiB)",
     )
     p.add_argument(
-        "--chunk-size", type=int, default=4096, help="documents embedded and checkpointed per step"
+        "--chunk-size",
+        type=int,
+        default=0,
+        help="documents embedded and checkpointed per step (default: 4096 locally, 50,000 on Ray)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
@@ -99,7 +102,6 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _cmd_build(args: argparse.Namespace) -> int:
     from core.defaults import default_model_dir
     from indexer.build import BuildConfig, build_index
-    from indexer.ray_engine import RAY_CHUNK_SIZE
 
     cfg = BuildConfig(
         model=args.model or str(default_model_dir()),
@@ -108,7 +110,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         corpus_format=args.corpus_format,
         batch_size=args.batch_size,
         max_batch_tokens=args.max_batch_tokens,
-        chunk_size=args.chunk_size or (RAY_CHUNK_SIZE if args.engine == "ray" else 4096),
+        chunk_size=args.chunk_size,
         device=args.device,
         skip_bad_lines=args.skip_bad_lines,
         index_type=args.index_type,

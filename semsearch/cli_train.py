@@ -125,7 +125,7 @@ def _train_summary(summary: dict[str, Any]) -> None:
 
 def _cmd_train_cross(args: argparse.Namespace) -> int:
     from core.defaults import default_model_dir
-    from training.cross_encoder import CrossEncoderConfig, train_cross_encoder
+    from training.train_cross_encoder import CrossEncoderConfig, train_cross_encoder
 
     values = {k: v for k, v in vars(args).items() if k in CrossEncoderConfig.__dataclass_fields__}
     values["model"] = args.model or str(default_model_dir())

@@ -4,7 +4,7 @@ Uvicorn does not cancel a handler whose client disconnected: a queued model call
 for nobody. This middleware is the only reader of the ASGI ``receive`` channel: it forwards the
 request body to the app through a queue and keeps listening; an ``http.disconnect`` before the
 answer is complete cancels the app's task, so its queued model work is dropped unrun (see
-:class:`service.batcher.MicroBatcher`). One reader means the app's own body reads and the
+:class:`service.micro_batcher.MicroBatcher`). One reader means the app's own body reads and the
 watcher never race for a message.
 """
 

@@ -38,9 +38,9 @@ from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import recover
 from core.unit_vectors import l2_normalise
-from service.batcher import MicroBatcher
 from service.live_index import LiveIndex, WriteResult
 from service.metrics import Metrics
+from service.micro_batcher import MicroBatcher
 from service.reranker import Reranker
 from service.settings import Settings
 
@@ -250,7 +250,7 @@ class SearchEngine:
     # ------------------------------------------------------------ model
     def _encode_now(self, texts: list[str]) -> Encoded:
         s = self.settings
-        return self.encoder.encode_detailed(texts, s.encode_batch_size, s.encode_max_tokens)
+        return self.encoder.encode_detailed(texts, s.encode_batch_size, s.max_batch_tokens)
 
     async def encode(self, texts: Sequence[str], what: str = "texts") -> Encoded:
         self.check_texts(texts, what)

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import model_thread
+from core.durable import as_disk_full
 from core.errors import IndexBusyError, IndexFormatError, SemsearchError
 from core.index.compaction import CompactionPolicy, NewBase, prepare
 from core.index.doc_store import Document
 from core.index.folder import IndexFolder, StaleSnapshot
 from core.index.manifest import Manifest, same_publication
 from core.index.mutable import MutableIndex
-from core.index.publish import as_disk_full
 from core.index.segments import release_free_memory
 
 log = logging.getLogger(__name__)

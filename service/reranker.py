@@ -8,8 +8,8 @@ import numpy as np
 
 from core.cross_encoder import CrossEncoder, rerank_order
 from core.index.folder import Hit
-from service.batcher import MicroBatcher
 from service.metrics import Metrics
+from service.micro_batcher import MicroBatcher
 from service.settings import Settings
 
 Pair = tuple[str, str]
@@ -26,7 +26,7 @@ class Reranker:
         max_len = model.max_length
         self.batcher: MicroBatcher[Pair, np.ndarray] = MicroBatcher(
             "reranker",
-            lambda pairs: model.logits(pairs, settings.encode_batch_size, settings.encode_max_tokens),
+            lambda pairs: model.logits(pairs, settings.encode_batch_size, settings.max_batch_tokens),
             _take,
             tokens=lambda pair: min(max_len, 3 + (len(pair[0]) + len(pair[1])) // 4),
             max_batch=settings.batch_max_size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.index.doc_rules import DEFAULT_MAX_DEPTH, MAX_DEPTH_CEILING
@@ -28,7 +28,7 @@ def read_keys(inline: str, file: Path | None) -> list[str]:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SEMSEARCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SEMSEARCH_", extra="ignore", populate_by_name=True)
 
     index_dir: Path | None = None
     model_dir: Path | None = None  # default: the index's recorded model, else the packaged MiniLM
@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     # Dynamic micro-batching of model calls.
     micro_batching: bool = True
     batch_max_size: int = Field(64, ge=1, description="inputs per model call")
-    batch_max_tokens: int = Field(16_384, ge=16, description="estimated tokens per model call")
+    batch_max_tokens: int = Field(
+        16_384, ge=16, description="estimated tokens per model call (one call runs several forward passes)"
+    )
     batch_max_wait_ms: float = Field(2.0, ge=0, le=1000)
     queue_max: int = Field(1024, ge=1, description="requests waiting for the model; past it: 429")
     queue_max_inputs: int = Field(
@@ -84,7 +86,16 @@ class Settings(BaseSettings):
         10.0, gt=0, le=3600, description="longest wait for a model call; past it: 503 with Retry-After"
     )
     encode_batch_size: int = Field(64, ge=1, description="forward-pass rows inside one model call")
-    encode_max_tokens: int = Field(512, ge=16, description="forward-pass padded tokens inside one call")
+    # The same knob as `index build --max-batch-tokens`, under the same name. 512, not the
+    # encoder's CPU default (8,192 in bf16, sized for long documents): a micro-batch of short
+    # queries cut at 512 padded tokens ran 432 queries/s against 326 at 2,048 (BENCHMARKS.md,
+    # encode_batching.py). SEMSEARCH_ENCODE_MAX_TOKENS, its old name, is still read.
+    max_batch_tokens: int = Field(
+        512,
+        ge=16,
+        validation_alias=AliasChoices("SEMSEARCH_MAX_BATCH_TOKENS", "SEMSEARCH_ENCODE_MAX_TOKENS"),
+        description="forward-pass padded tokens inside one model call",
+    )
 
     # Updates and reload.
     read_only: bool = False

@@ -29,10 +29,10 @@ from core.device import resolve_device
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError, ModelFormatError
 from core.unit_vectors import cosine_rows
-from training.batching import length_batches
 from training.curves import plot_curves
 from training.data import PairExample, build_label_map, encode_labels, load_pair_data
 from training.evaluate import spearman
+from training.length_batches import length_batches
 from training.loop import METRICS_FILE, PairRunConfig, run
 
 log = logging.getLogger(__name__)

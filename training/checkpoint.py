@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from core.durable import publish, staging_dir
 from core.errors import SemsearchError
-from core.index.publish import publish, staging_dir
 
 STATE_FILE = "state.json"
 

@@ -25,8 +25,8 @@ from core.corpus import read_corpus
 from core.device import resolve_device
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
-from training.batching import length_batches
 from training.curves import plot_curves
+from training.length_batches import length_batches
 from training.loop import METRICS_FILE, RunConfig, run
 
 log = logging.getLogger(__name__)

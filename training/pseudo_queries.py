@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from core.corpus import detect_format, read_corpus
+from core.durable import replace_file
 from core.errors import DataError, InvalidInputError
 from core.index.lexical import LexicalIndex
-from core.index.publish import replace_file
 from core.smart import read_smart_records
 
 log = logging.getLogger(__name__)

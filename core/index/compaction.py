@@ -5,7 +5,7 @@ It runs in two steps so that it never blocks reads and blocks writes only for th
 1. :func:`build_base`, outside every lock, from an immutable snapshot (an
    :class:`~core.index.folder.IndexFolder` at generation G): the new base holds every vector
    live at G, in the base's own type, and is written to a flock-held temp file
-   (core.index.publish.held_temp), fsynced and hashed. Searches go on over the snapshot; writes
+   (core.index.writer_lock.HeldTemp), fsynced and hashed. Searches go on over the snapshot; writes
    go on committing G+1, G+2... to the log.
 2. :meth:`core.index.mutable.MutableIndex.install_base`, under the writer lock: rename the file
    into place, publish ``manifest.json`` naming it as the base of generation G (the commit point),
@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.index.publish import HeldTemp
 from core.index.segments import live_rows
 from core.index.vectors import VectorIndex
+from core.index.writer_lock import HeldTemp
 
 if TYPE_CHECKING:
     from core.index.folder import IndexFolder

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from core.durable import as_disk_full
 from core.errors import IndexFormatError
 from core.index.doc_rules import metadata_json
-from core.index.publish import as_disk_full
 from core.index.write_log import LogTables
 
 DOCS_FILE = "docs.sqlite"

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.durable import replace_file
 from core.errors import IndexFormatError, IndexMismatchError
 from core.index.doc_store import DOCS_FILE, DocStore
-from core.index.publish import replace_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -57,7 +57,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def write(self, folder: Path) -> None:
-        """Write via a temporary file, fsync, rename (core.index.publish.replace_file): a reader
+        """Write via a temporary file, fsync, rename (core.durable.replace_file): a reader
         never sees half a manifest, and the rename survives a power loss."""
         tmp = folder / f".{MANIFEST}.tmp"
         with tmp.open("w", encoding="utf-8") as fh:

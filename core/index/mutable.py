@@ -29,6 +29,7 @@ from types import TracebackType
 
 import numpy as np
 
+from core.durable import replace_file
 from core.errors import (
     ConflictError,
     IndexBusyError,
@@ -41,8 +42,8 @@ from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import IndexFolder, file_digest
 from core.index.manifest import Manifest, same_publication, utc_now
 from core.index.ondisk import refusal
-from core.index.publish import replace_file, sweep_files, writer_lock
 from core.index.wal_check import check_wal
+from core.index.writer_lock import sweep_files, writer_lock
 from core.unit_vectors import unit_rows
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Such a folder holds ``index.faiss`` (the trained quantizer and each list's size and offset) and
 ``index.ivfdata`` (the lists themselves: codes and int64 ids), written by
-``faiss.contrib.ondisk.merge_ondisk`` at build time (``indexer/ondisk.py``). At search time the
+``faiss.contrib.ondisk.merge_ondisk`` at build time (``indexer/ondisk_merge.py``). At search time the
 ivfdata file is mmapped read-only, so the vectors stay on disk and only the lists a query probes
 are paged in.
 

@@ -9,18 +9,18 @@ from types import TracebackType
 
 import numpy as np
 
+from core.durable import publish, staging_dir
 from core.errors import InvalidInputError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import INDEX_FILE, file_digest
 from core.index.manifest import Manifest, next_generation, utc_now
-from core.index.publish import publish, staging_dir
 from core.index.vectors import FLAT_FACTORY, VectorIndex
 
 
 def publish_folder(staging: Path, output: Path, manifest: Manifest) -> Manifest:
     """The one way a whole index folder is published (a build, a resumed build, an IndexWriter):
     numbered as ``output``'s next generation (core.index.manifest.next_generation), its
-    manifest written last, everything fsynced, swapped in atomically (core.index.publish). In-place
+    manifest written last, everything fsynced, swapped in atomically (core.durable.publish). In-place
     changes have their own single path: the write log, and a compaction's base through
     :meth:`core.index.mutable.MutableIndex.install_base`."""
     manifest.generation = next_generation(output, replacing=True)

@@ -10,8 +10,8 @@ from torch import nn
 
 from core import device as device_mod
 from core import fast_bert
-from core.batching import cpu_token_budget
 from core.encoder import Encoder
+from core.token_batches import cpu_max_batch_tokens
 
 needs_onednn = pytest.mark.skipif(
     not fast_bert.onednn_linear(), reason="torch has no working oneDNN linear here"
@@ -63,11 +63,11 @@ def test_onednn_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_cpu_token_budget_keeps_the_widest_activation_under_24_mib() -> None:
-    assert cpu_token_budget(1536, 2) == 8192  # MiniLM's FFN, bf16
-    assert cpu_token_budget(1536, 4) == 4096  # float32
-    assert cpu_token_budget(3072, 4) == 2048  # BERT-base float32
+    assert cpu_max_batch_tokens(1536, 2) == 8192  # MiniLM's FFN, bf16
+    assert cpu_max_batch_tokens(1536, 4) == 4096  # float32
+    assert cpu_max_batch_tokens(3072, 4) == 2048  # BERT-base float32
     for widest, item in [(1536, 2), (1000, 4), (4096, 4), (10**7, 4)]:
-        budget = cpu_token_budget(widest, item)
+        budget = cpu_max_batch_tokens(widest, item)
         assert budget % 256 == 0 and budget >= 256
         assert budget == 256 or budget * widest * item <= 24 * 1024 * 1024
 
@@ -75,14 +75,14 @@ def test_cpu_token_budget_keeps_the_widest_activation_under_24_mib() -> None:
 def test_encoder_batches_default_to_the_token_budget(tiny_encoder: Encoder) -> None:
     cfg = tiny_encoder.net[0].auto_model.config
     widest = max(cfg.hidden_size, cfg.intermediate_size)
-    assert tiny_encoder.default_max_tokens() == cpu_token_budget(widest, 4)
+    assert tiny_encoder.default_max_batch_tokens() == cpu_max_batch_tokens(widest, 4)
     encodings = tiny_encoder.tokenize(["word " * 40] * 50)
     budget = 256
-    tiny_encoder.default_max_tokens = lambda: budget  # type: ignore[method-assign]
+    tiny_encoder.default_max_batch_tokens = lambda: budget  # type: ignore[method-assign]
     try:
         batches = list(tiny_encoder.batches(encodings, batch_size=64))
     finally:
-        del tiny_encoder.default_max_tokens
+        del tiny_encoder.default_max_batch_tokens
     longest = max(len(e.ids) for e in encodings)
     assert len(batches) > 1 and all(len(b) * longest <= budget for b in batches)
     assert sorted(np.concatenate(batches).tolist()) == list(range(50))

@@ -141,7 +141,7 @@ def test_pooler_trained_on_elsewhere_stays_a_pooler(no_pooler_dir: Path, tmp_pat
 
 
 def test_training_from_a_checkpoint_without_pooler(no_pooler_dir: Path, tmp_path: Path) -> None:
-    from training.cross_encoder import CrossEncoderConfig, train_cross_encoder
+    from training.train_cross_encoder import CrossEncoderConfig, train_cross_encoder
 
     rows = [{"sentence1": a, "sentence2": b, "label": LABELS[i % 3]} for i, (a, b) in enumerate(PAIRS * 3)]
     data = tmp_path / "pairs.jsonl"

@@ -330,7 +330,7 @@ def test_publish_replaces_existing_index(tmp_path: Path) -> None:
 
 def test_publish_fallback_without_renameat2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the exchange syscall is unavailable the two-rename path must also leave no debris."""
-    import core.index.publish as publish_mod
+    import core.durable as publish_mod
 
     out = tmp_path / "idx"
     publish_index(out, 3)
@@ -370,7 +370,7 @@ def test_close_releases_connections_opened_by_other_threads(tmp_path: Path) -> N
 
 
 def test_writer_lock_sweeps_debris_of_killed_writers(tmp_path: Path) -> None:
-    from core.index.publish import writer_lock
+    from core.index.writer_lock import writer_lock
 
     out = tmp_path / "idx"
     publish_index(out, 3)
@@ -397,8 +397,8 @@ def test_disk_full_is_recognised_however_it_shows(monkeypatch: pytest.MonkeyPatc
     import errno
     import sqlite3
 
+    from core import durable as publish
     from core.errors import DiskFullError
-    from core.index import publish
 
     assert isinstance(publish.as_disk_full(OSError(errno.ENOSPC, "No space left on device")), DiskFullError)
     assert isinstance(

@@ -18,10 +18,10 @@ from core.index.doc_store import DOCS_FILE, Document
 from core.index.folder import IndexFolder, StaleSnapshot
 from core.index.manifest import Manifest
 from core.index.mutable import MutableIndex
-from core.index.publish import HeldTemp, sweep_files
 from core.index.segments import MAX_DELTAS
 from core.index.vectors import plan_index
 from core.index.wal_check import check_wal
+from core.index.writer_lock import HeldTemp, sweep_files
 from tests.core.helpers import build_planned, unit_vectors
 
 DIM = 16

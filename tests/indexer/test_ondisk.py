@@ -19,7 +19,7 @@ from core.index.manifest import Manifest
 from core.index.ondisk import IVFDATA_FILE, on_disk_lists, read_on_disk
 from core.index.vectors import VectorIndex
 from indexer.build import BuildConfig, build_index
-from indexer.ondisk import PARTS, merge_on_disk
+from indexer.ondisk_merge import PARTS, merge_on_disk
 from indexer.update import add_corpus, compact, delete_ids, stats
 from semsearch.cli import EXIT_ERROR, main
 from tests.conftest import TINY_ADJECTIVES, TINY_PLACES, TINY_TOPICS, TINY_VERBS, write_jsonl

@@ -226,7 +226,7 @@ def test_an_interrupted_precision_this_device_cannot_run_is_measured_again(
 ) -> None:
     """A build begun at fp16 on a GPU and resumed on a CPU: fp16 is not reused (it would fail)."""
     from core.encoder import Encoder
-    from core.index.publish import work_dir
+    from core.index.writer_lock import work_dir
     from indexer.build import STATE_FILE, BuildConfig, _build_key, _interrupted_precision
 
     out = tmp_path / "idx"

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from core.errors import DataError, InvalidInputError
-from training.cross_encoder import (
+from training.data import PairExample
+from training.train_cross_encoder import (
     CrossEncoderConfig,
     group_mrr,
     listwise_loss,
     query_groups,
     train_cross_encoder,
 )
-from training.data import PairExample
 
 GROUPS = [
     ("the red bread and the soup", "the bread is red and the soup is hot", ["a star and a moon", "the team"]),

@@ -8,17 +8,17 @@ import numpy as np
 
 
 def token_batches(
-    lengths: np.ndarray, batch_size: int, max_tokens: int | None = None
+    lengths: np.ndarray, batch_size: int, max_batch_tokens: int | None = None
 ) -> Iterator[np.ndarray]:
     """Index arrays of length-sorted batches (longest first, so memory peaks early). With
-    ``max_tokens``, a batch also stops before its padded size (rows x its longest row) would
+    ``max_batch_tokens``, a batch also stops before its padded size (rows x its longest row) would
     pass that budget: similar lengths travel together and little compute goes to padding."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
     start = 0
     while start < len(order):
         rows = batch_size
-        if max_tokens is not None:  # the first row is the longest: it sets the padded width
-            rows = max(1, min(rows, max_tokens // int(lengths[order[start]])))
+        if max_batch_tokens is not None:  # the first row is the longest: it sets the padded width
+            rows = max(1, min(rows, max_batch_tokens // int(lengths[order[start]])))
         yield order[start : start + rows]
         start += rows
 
@@ -36,7 +36,7 @@ def padded_width(longest: int, rows: int, max_length: int) -> int:
 ACTIVATION_BUDGET = 24 * 1024 * 1024  # bytes; below glibc's 32 MiB mmap cap (core.device)
 
 
-def cpu_token_budget(widest: int, itemsize: int) -> int:
+def cpu_max_batch_tokens(widest: int, itemsize: int) -> int:
     """Tokens per CPU forward pass such that the widest activation (``widest`` features of
     ``itemsize`` bytes per token, e.g. BERT's FFN intermediate) stays under 24 MiB, so it is
     served from malloc's heap instead of a fresh mmap each pass (:func:`core.device.tune_cpu_allocator`).

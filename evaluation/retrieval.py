@@ -39,6 +39,7 @@ class RetrievalReport:
     per_query: dict[str, dict[str, float]] = field(default_factory=dict)
     unjudged_queries: list[str] = field(default_factory=list)
     queries_per_s: float = 0.0
+    precision: str = ""  # the query encoder's ("" for bm25)
 
 
 def read_queries(path: str | Path) -> dict[str, str]:
@@ -163,7 +164,8 @@ def evaluate(
     rate = len(judged) / max(time.perf_counter() - started, 1e-9)
     means, table = score_runs(runs, {q: qrels[q] for q in judged})
     unjudged = [q for q in queries if q not in qrels]
-    return RetrievalReport(mode, len(judged), means, table, unjudged, rate)
+    precision = encoder.precision if encoder is not None and mode != "bm25" else ""
+    return RetrievalReport(mode, len(judged), means, table, unjudged, rate, precision)
 
 
 def score_runs(
@@ -237,4 +239,5 @@ def report_json(report: RetrievalReport) -> dict[str, Any]:
         "per_query": report.per_query,
         "unjudged_queries": report.unjudged_queries,
         "queries_per_s": report.queries_per_s,
+        "precision": report.precision,
     }

@@ -23,10 +23,10 @@ from torch import nn
 from core.cross_encoder import CrossEncoder
 from core.device import resolve_device
 from core.errors import DataError, InvalidInputError
-from training.batching import length_batches
 from training.curves import plot_curves
 from training.data import PairExample, load_pair_data
 from training.evaluate import spearman
+from training.length_batches import length_batches
 from training.loop import METRICS_FILE, PairRunConfig, run
 
 log = logging.getLogger(__name__)

@@ -13,14 +13,14 @@ from transformers import AutoModelForSequenceClassification
 from core.cross_encoder import CrossEncoder
 from core.errors import InvalidInputError
 from tests.training.conftest import tiny_pairs
-from training.cross_encoder import (
+from training.data import PairExample
+from training.train_cross_encoder import (
     CrossEncoderConfig,
     classification_metrics,
     label_names,
     pair_loss,
     train_cross_encoder,
 )
-from training.data import PairExample
 
 PAIRS = [("the red bread and the soup", "the bread is red"), ("a star with a moon", "the python code")]
 

@@ -11,7 +11,7 @@ import pytest
 from core.encoder import Encoder
 from core.errors import DataError
 from core.index.folder import IndexFolder
-from training.retrieval import evaluate, read_qrels, read_queries, score_runs
+from evaluation.retrieval import evaluate, read_qrels, read_queries, score_runs
 
 
 def test_metrics_match_hand_computation() -> None:
@@ -122,3 +122,28 @@ def test_rerank_weight_zero_keeps_the_first_stage_order(
         folder.close()
     assert kept.per_query == plain.per_query
     assert default.per_query == alone.per_query
+
+
+def test_eval_retrieval_sets_the_precision_as_serve_does(
+    tmp_path: Path, tiny_model_dir: Path, tiny_corpus: Path, tiny_docs
+) -> None:
+    """Without --precision, the queries are embedded at the index's precision (serve's default),
+    not at fp32 whatever the index holds."""
+    import torch
+
+    from core.device import int8_supported
+    from evaluation.retrieval import evaluate_files
+    from indexer.build import BuildConfig, build_index
+
+    if not int8_supported(torch.device("cpu")):
+        pytest.skip("no int8 on this CPU")
+    out = tmp_path / "idx"
+    cfg = BuildConfig(model=str(tiny_model_dir), corpus=str(tiny_corpus), output=str(out), progress=False)
+    cfg.precision = "int8"
+    build_index(cfg)
+    queries, qrels = tmp_path / "q.tsv", tmp_path / "qrels.trec"
+    queries.write_text("".join(f"q{i}\t{d['text']}\n" for i, d in enumerate(tiny_docs[:5])))
+    qrels.write_text("".join(f"q{i} 0 {d['id']} 1\n" for i, d in enumerate(tiny_docs[:5])))
+    report = evaluate_files(out, queries, qrels, device="cpu")
+    assert report.precision == "int8" and report.means["recall@100"] == 1.0
+    assert evaluate_files(out, queries, qrels, mode="bm25").precision == ""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from core.errors import OverloadedError
-from service.batcher import BatchStats, MicroBatcher
+from service.micro_batcher import BatchStats, MicroBatcher
 
 
 def _take(result: list[str], start: int, stop: int) -> list[str]:
