@@ -33,14 +33,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from harness.server import free_port
+from harness.stats import percentile
+
+from core.defaults import default_model_dir
+from core.smart import read_smart
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-from service_load import free_port  # noqa: E402
-
-from core.defaults import default_model_dir  # noqa: E402
-from core.smart import read_smart  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 SERVE_ENV = {"SEMSEARCH_PRECISION": "fp32", "SEMSEARCH_RELOAD_INTERVAL_S": "0"}
@@ -100,11 +99,6 @@ def _bare_server(index: Path, log: Path) -> Iterator[tuple[str, float]]:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> int:
@@ -200,10 +194,10 @@ def main() -> int:
                         lat[side].append((time.perf_counter() - start) * 1000)
                         r.raise_for_status()
         out["search_ms"] = {
-            k: {"n": len(v), "p50": round(_pct(v, 0.5), 2), "p99": round(_pct(v, 0.99), 2)}
+            k: {"n": len(v), "p50": round(percentile(v, 50), 2), "p99": round(percentile(v, 99), 2)}
             for k, v in lat.items()
         }
-        out["search_p50_ratio"] = round(_pct(lat["container"], 0.5) / _pct(lat["bare"], 0.5), 3)
+        out["search_p50_ratio"] = round(percentile(lat["container"], 50) / percentile(lat["bare"], 50), 3)
     finally:
         subprocess.run(["podman", "volume", "rm", "-f", volume], env=podman.env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)

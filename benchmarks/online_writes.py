@@ -39,9 +39,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from overload_campaign import cpu_model, start_server  # noqa: E402
+from harness.machine import cpu_model  # noqa: E402
+from harness.server import start_server  # noqa: E402
+from harness.stats import percentile  # noqa: E402
 
 DIM = 384
 CHUNK = 50_000
@@ -74,8 +75,8 @@ def build(out: Path, n: int, fingerprint: str, model_dir: str) -> None:
 
 
 def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+    """``q`` (0-1) percentile in ms, rounded for the table."""
+    return round(percentile(values, q * 100), 2)
 
 
 def phase_put(small: Path, large: Path, requests: int) -> dict[str, Any]:

@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -29,31 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from harness.machine import cpu_model
+from harness.server import start_server
 
 WORDS = [
     *("index", "search", "vector", "query", "document", "model", "cat", "dog", "river", "mountain"),
     *("bread", "cheese", "star", "sun", "protein", "cell", "heart", "study", "patients", "results"),
     *("effect", "treatment", "growth", "data", "system", "method"),
 ]
-
-
-def cpu_model() -> str:
-    """The CPU's model name and the flags that matter here (bf16 and AMX differ between hosts)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "")
-    flags_line = next((ln for ln in info.splitlines() if ln.startswith("flags")), "")
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-    flags = [f for f in wanted if f" {f}" in flags_line]
-    return f"{name} ({os.cpu_count()} CPUs; {' '.join(flags)})"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _text(rng: random.Random, chars: int) -> str:
@@ -131,37 +110,6 @@ class RssSampler(threading.Thread):
         while not self.stop.is_set():
             self.peak_kb = max(self.peak_kb, self.rss_kb())
             time.sleep(self.every_s)
-
-
-def start_server(
-    index: str, model: str | None, env: dict[str, str], cwd: Path | None = None
-) -> tuple[subprocess.Popen[str], str]:
-    """``semsearch serve`` on a free loopback port, once ``/ready`` answers 200; ``cwd``: the
-    checkout to run (with ``PYTHONPATH`` pointing at it in ``env``), else this one."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "semsearch.cli", "serve", "--index", index, "--host", "127.0.0.1"]
-    cmd += ["--port", str(port)] + (["--model", model] if model else [])
-    proc = subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **env},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server not ready within 180 s")
 
 
 def run_campaign(

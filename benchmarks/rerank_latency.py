@@ -39,6 +39,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from harness.ir_corpus import load_collection, write_corpus
+from harness.machine import machine_info
+from harness.server import REPO, build_stamp, default_semsearch, ensure_built
+from harness.stats import LatencyStats
 
 from core.cross_encoder import CrossEncoder
 from core.defaults import default_model_dir
@@ -46,18 +50,6 @@ from core.encoder import Encoder
 from core.index.folder import IndexFolder
 from service.engine import SearchEngine
 from service.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import (  # the sibling benchmark's readers, stats and machine line
-    REPO,
-    LatencyStats,
-    build_stamp,
-    default_semsearch,
-    ensure_built,
-    load_collection,
-    machine_info,
-    write_corpus,
-)
 
 # ----------------------------------------------------------------------------- measuring
 

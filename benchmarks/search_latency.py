@@ -14,6 +14,7 @@ import sys
 import time
 
 import httpx
+from harness.stats import percentile
 
 QUERIES = [
     "how do I open a file for writing",
@@ -27,12 +28,6 @@ QUERIES = [
     "serialize an object to JSON",
     "current date and time",
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
-    return ordered[rank]
 
 
 def main() -> int:

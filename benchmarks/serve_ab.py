@@ -17,16 +17,15 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overload_campaign import cpu_model, start_server
+from harness.machine import cpu_model
+from harness.server import start_server
+from harness.stats import percentile
 
 
 def main() -> None:
@@ -71,13 +70,10 @@ def main() -> None:
             proc.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
 
-    def pct(v: list[float], q: float) -> float:
-        return round(sorted(v)[min(len(v) - 1, int(q * len(v)))], 2)
-
     out: dict[str, Any] = {"machine": cpu_model(), "date": time.strftime("%Y-%m-%d"), "rounds": args.rounds}
     for route, sides in times.items():
         out[route] = {
-            str(root): {"p50_ms": round(statistics.median(v), 2), "p99_ms": pct(v, 0.99)}
+            str(root): {"p50_ms": round(statistics.median(v), 2), "p99_ms": round(percentile(v, 99), 2)}
             for root, v in zip(args.roots, sides, strict=True)
         }
         out[route]["p50_ratio_after_over_before"] = round(

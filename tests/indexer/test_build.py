@@ -199,3 +199,14 @@ def test_training_sample_is_the_seeded_rows_in_corpus_order(tmp_path: Path) -> N
     assert sample.dtype == np.float32 and sample.flags.c_contiguous
     np.testing.assert_array_equal(sample, every[picks])
     np.testing.assert_array_equal(work.sample(100, seed=1), every)  # capped at the corpus
+
+
+def test_chunk_size_defaults_to_the_engines_own() -> None:
+    from core.errors import InvalidInputError
+    from indexer.build import CHUNK_SIZES, BuildConfig
+
+    assert BuildConfig("m", "c", "o").chunk_size == CHUNK_SIZES["local"] == 4096
+    assert BuildConfig("m", "c", "o", engine="ray").chunk_size == CHUNK_SIZES["ray"] == 50_000
+    assert BuildConfig("m", "c", "o", engine="ray", chunk_size=300).chunk_size == 300  # asked for: kept
+    with pytest.raises(InvalidInputError, match="engine"):
+        BuildConfig("m", "c", "o", engine="spark")
