@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from harness.server import free_port
+from harness.server_process import free_port
 from harness.stats import percentile
 
 from core.defaults import default_model_dir

@@ -23,7 +23,7 @@ from harness.load import K, RequestFn, top_ids
 from harness.proc import rss_mb
 from harness.report import PHASE_HEAD, fmt, lat, phase_from_dict, phase_row, ratio
 from harness.scenario import Ctx
-from harness.server import LOOPBACK, REPO, Server, build_stamp, ensure_built, free_port
+from harness.server_process import LOOPBACK, REPO, Server, build_stamp, ensure_built, free_port
 from load_conc import SAMPLE_QUERIES
 
 

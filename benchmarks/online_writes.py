@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from harness.machine import cpu_model  # noqa: E402
-from harness.server import start_server  # noqa: E402
+from harness.server_process import start_server  # noqa: E402
 from harness.stats import percentile  # noqa: E402
 
 DIM = 384

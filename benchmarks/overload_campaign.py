@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 from harness.machine import cpu_model
-from harness.server import start_server
+from harness.server_process import start_server
 
 WORDS = [
     *("index", "search", "vector", "query", "document", "model", "cat", "dog", "river", "mountain"),

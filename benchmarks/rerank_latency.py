@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from harness.ir_corpus import load_collection, write_corpus
 from harness.machine import machine_info
-from harness.server import REPO, build_stamp, default_semsearch, ensure_built
+from harness.server_process import REPO, build_stamp, default_semsearch, ensure_built
 from harness.stats import LatencyStats
 
 from core.cross_encoder import CrossEncoder

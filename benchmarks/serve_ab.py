@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 from harness.machine import cpu_model
-from harness.server import start_server
+from harness.server_process import start_server
 from harness.stats import percentile
 
 

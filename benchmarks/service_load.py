@@ -51,7 +51,7 @@ from harness.load import K
 from harness.machine import machine_info
 from harness.report import loads
 from harness.scenario import Ctx
-from harness.server import REPO, build_stamp, default_semsearch, ensure_built
+from harness.server_process import REPO, build_stamp, default_semsearch, ensure_built
 
 # In the order they run: txtai's report compares against conc's phases of the same run.
 SCENARIOS: dict[str, Any] = {

@@ -1,7 +1,7 @@
 """Domain errors shared by every app.
 
 Each error carries a stable machine-readable ``code``; the service maps the classes to HTTP
-status codes in one place (``service/errors.py``) and the CLI prints ``message`` to stderr.
+status codes in one place (``service/error_responses.py``) and the CLI prints ``message`` to stderr.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from core import model_thread
 from service.auth import AuthMiddleware
 from service.disconnect import CancelOnDisconnectMiddleware
 from service.engine import SearchEngine
-from service.errors import install_error_handlers
+from service.error_responses import install_error_handlers
 from service.guard import GuardMiddleware
 from service.limits import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from service.metrics import Metrics, MetricsMiddleware

@@ -9,7 +9,7 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import error_response
+from service.error_responses import error_response
 
 PUBLIC_PATHS = frozenset({"/health", "/ready", "/"})
 ROLE_WRITE = "write"

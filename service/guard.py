@@ -16,7 +16,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response
+from service.error_responses import error_response
 
 log = logging.getLogger(__name__)
 

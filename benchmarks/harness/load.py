@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from harness.proc import proc_cpu_s, rss_mb
-from harness.server import LOOPBACK
+from harness.server_process import LOOPBACK
 from harness.stats import LatencyStats, PhaseResult, Sample, is_ok, percentile
 
 K = 10  # hits per search

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.server import REPO
+from harness.server_process import REPO
 
 
 def cpu_model() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.ir_corpus import Collection
 from harness.load import RequestFn, run_phase
-from harness.server import LOOPBACK, Server, free_port
+from harness.server_process import LOOPBACK, Server, free_port
 from harness.stats import PhaseResult
 
 

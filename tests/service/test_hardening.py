@@ -253,7 +253,7 @@ def test_a_corrupt_generation_on_reload_is_503_without_server_paths(
 
 
 def test_server_paths_are_cut_to_their_last_component() -> None:
-    from service.errors import public_message
+    from service.error_responses import public_message
 
     msg = "/srv/data/my-index/index.faiss: size/checksum do not match; see /tmp/x/"
     assert public_message(msg) == "index.faiss: size/checksum do not match; see x"
