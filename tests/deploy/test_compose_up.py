@@ -18,7 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from container_engine import REPO, Engine, free_port, readable_jsonl, record, unavailable, wait_until
+from container_engine import REPO, Engine, readable_jsonl, record, unavailable, wait_until
+
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.slow
 

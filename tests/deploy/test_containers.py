@@ -25,7 +25,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from container_engine import Engine, free_port, readable_jsonl, record, wait_until
+from container_engine import Engine, readable_jsonl, record, wait_until
+
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.slow
 

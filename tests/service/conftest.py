@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import Settings
+from tests.loopback import free_port
 
 
 @pytest.fixture
@@ -47,12 +47,6 @@ def make_client(tiny_model_dir: Path) -> Iterator[Callable[..., TestClient]]:
     yield make
     for client in reversed(opened):
         client.__exit__(None, None, None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ThreadedServer:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,9 @@ import httpx
 import pytest
 
 from indexer.build import BuildConfig, build_index
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +44,7 @@ def served_index(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path,
 @contextlib.contextmanager
 def serving(index: Path, model: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``semsearch serve`` in a subprocess; yields (base URL, process) once /ready answers 200."""
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable, "-m", "semsearch.cli", "serve", "--index", str(index), "--model", str(model),
         "--host", "127.0.0.1", "--port", str(port),
@@ -124,7 +118,7 @@ def test_serve_refuses_a_missing_index(tmp_path: Path) -> None:
         "--index",
         str(tmp_path / "nope"),
         "--port",
-        str(_free_port()),
+        str(free_port()),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from core.encoder import Encoder
 from indexer.build import BuildConfig, build_index
 from service.app import create_app
 from service.settings import Settings
+from tests.loopback import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Playwright
@@ -53,12 +53,6 @@ XSS_SOURCE = "<script>alert(1)</script>"
 # ------------------------------------------------------------------ fixtures
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def page_index(
     tmp_path_factory: pytest.TempPathFactory,
@@ -82,7 +76,7 @@ def page_index(
 def base_url(page_index: Path, tiny_model_dir: Path) -> Iterator[str]:
     """A real uvicorn server in a background thread; its lifespan loads the model and the index."""
     app = create_app(Settings(index_dir=page_index, model_dir=tiny_model_dir, device="cpu"))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn-web-page", daemon=True)
     thread.start()
