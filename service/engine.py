@@ -91,7 +91,12 @@ class SearchEngine:
             )
         )
         self.index = LiveIndex(
-            index, self._check_manifest, settings.write_busy_timeout_s, self._swapped, policy
+            index,
+            self._check_manifest,
+            settings.write_busy_timeout_s,
+            self._swapped,
+            policy,
+            settings.bm25_refresh_wait_ms / 1000,
         )
         self._swapped(index)
         s = settings

@@ -37,6 +37,7 @@ from core.errors import IndexBusyError, IndexFormatError, SemsearchError
 from core.index.compaction import CompactionPolicy, NewBase, prepare
 from core.index.doc_store import Document
 from core.index.folder import IndexFolder, StaleSnapshot
+from core.index.lexical import SharedLexical
 from core.index.manifest import Manifest, same_publication
 from core.index.mutable import MutableIndex
 from core.index.segments import release_free_memory
@@ -76,10 +77,15 @@ class LiveIndex:
         busy_timeout_s: float = 10.0,
         on_swap: Callable[[IndexFolder], None] | None = None,
         policy: CompactionPolicy | None = None,
+        bm25_wait_s: float = 0.1,
     ) -> None:
         """``check`` rejects a manifest this service cannot serve (another model); ``policy``:
-        when this service compacts (None: never; a read-only service does not)."""
+        when this service compacts (None: never; a read-only service does not); ``bm25_wait_s``:
+        how long a hybrid search waits for its generation's BM25 (core.index.lexical.SharedLexical)."""
         self.path = folder.path
+        self._bm25_wait_s = bm25_wait_s
+        self.lexical = SharedLexical(bm25_wait_s)  # BM25 for every snapshot, near-real-time
+        folder.shared_lexical = self.lexical
         self.current = folder
         self.swapping = False
         self._check = check
@@ -137,9 +143,16 @@ class LiveIndex:
             log.info("reloaded %s: generation %d, %d documents", self.path, fresh.generation, fresh.count)
             return True
 
-    def _swap(self, fresh: IndexFolder) -> None:
+    def _swap(self, fresh: IndexFolder, same_ids: bool = False) -> None:
+        """``same_ids``: ``fresh`` numbers documents as the current snapshot does (a compaction
+        keeps int ids). A snapshot advanced from the current one does too; one opened afresh may
+        be another build's, whose int ids name other documents, so the BM25 of earlier
+        snapshots is not used for it."""
         old = self.current
         freed = len(fresh.segments.deltas) < len(old.segments.deltas) or fresh.vectors is not old.vectors
+        if not (same_ids or fresh.shared_lexical is self.lexical):
+            self.lexical = SharedLexical(self._bm25_wait_s)
+        fresh.shared_lexical = self.lexical
         self.current = fresh
         del old  # the old snapshot goes when its last search ends (often: now)
         if freed:
@@ -324,7 +337,7 @@ class LiveIndex:
                     return
                 fresh = IndexFolder.from_base(self.path, manifest, new.vectors)
                 self._check(fresh.manifest)
-                self._swap(fresh)
+                self._swap(fresh, same_ids=True)
                 self.compactions += 1
         except Exception as exc:
             new.temp.discard()

@@ -14,7 +14,7 @@ import numpy as np
 
 from core.errors import IndexFormatError
 from core.index.doc_store import DOCS_FILE, DocStore, Document
-from core.index.lexical import LexicalIndex, mix, rrf
+from core.index.lexical import LexicalIndex, SharedLexical, mix, rrf
 from core.index.manifest import Manifest, same_publication
 from core.index.ondisk import read_on_disk
 from core.index.segments import SegmentSet
@@ -99,6 +99,9 @@ class IndexFolder:
         self._count = manifest.count if count is None else count
         self._lexical: LexicalIndex | None = None
         self._lexical_lock = threading.Lock()
+        # Set by a live index (service.live_index) for its snapshots: BM25 built in the background
+        # per generation, the newest one built serving until then. None: built here on first use.
+        self.shared_lexical: SharedLexical | None = None
 
     @property
     def dead(self) -> np.ndarray:
@@ -189,7 +192,9 @@ class IndexFolder:
             return self
         store.generation = tail.generation
         segments = self.segments.with_tail(tail.iids, tail.vectors, tail.deleted)
-        return IndexFolder(self.path, m, self.vectors, store, segments, tail.generation, tail.count)
+        nxt = IndexFolder(self.path, m, self.vectors, store, segments, tail.generation, tail.count)
+        nxt.shared_lexical = self.shared_lexical
+        return nxt
 
     @property
     def count(self) -> int:
@@ -222,11 +227,19 @@ class IndexFolder:
         return {**self.manifest.search_params, **{k: v for k, v in (params or {}).items() if v}}
 
     def lexical(self) -> LexicalIndex:
-        """BM25 over this generation's documents, built on first use (then kept with it)."""
+        """BM25 over this generation's documents, built on first use (then kept with it); in a
+        live index, the newest one built until this generation's is (:class:`SharedLexical`)."""
         with self._lexical_lock:
-            if self._lexical is None:
+            if self._lexical is not None:
+                return self._lexical
+            if self.shared_lexical is None:
                 self._lexical = LexicalIndex.build(self.store)
-            return self._lexical
+                return self._lexical
+        index, own = self.shared_lexical.for_snapshot(self.generation, lambda: LexicalIndex.build(self.store))
+        if own:
+            with self._lexical_lock:
+                self._lexical = index
+        return index
 
     def search_hybrid(
         self,

@@ -33,3 +33,41 @@ def test_hybrid_search_follows_online_updates_and_filters(fresh_index: Path, mak
     ).json()["hits"]
     assert filtered and all(h["metadata"]["topic"] == tiny_docs[0]["metadata"]["topic"] for h in filtered)
     assert len(filtered) == 5  # all five documents of that topic, no more
+
+
+def test_a_write_never_makes_a_hybrid_search_wait_for_a_whole_bm25_rebuild(
+    fresh_index: Path, make_client, tiny_docs, monkeypatch
+) -> None:
+    """With the refresh wait at 0, the search after a write is served by the previous
+    generation's BM25 while the new one builds; a deleted document is never returned through
+    it, and the new document becomes findable by its words once the build lands."""
+    import threading
+    import time
+
+    from core.index import lexical as lexical_mod
+
+    client = make_client(fresh_index, bm25_refresh_wait_ms=0)
+    query = tiny_docs[3]["text"]
+    assert client.post("/search", json={"query": query, "k": 5, "hybrid": True}).status_code == 200
+    gate = threading.Event()
+    real_build = lexical_mod.LexicalIndex.build.__func__
+
+    def gated(cls, store):
+        assert gate.wait(30)
+        return real_build(cls, store)
+
+    monkeypatch.setattr(lexical_mod.LexicalIndex, "build", classmethod(gated))
+    assert client.delete(f"/documents/{tiny_docs[3]['id']}").status_code == 200
+    doc = {"id": "h2", "text": "the red bird and the red fish in the river .", "metadata": {"topic": "new"}}
+    assert client.put("/documents", json={"documents": [doc]}).status_code == 200
+    body = client.post("/search", json={"query": query, "k": 50, "hybrid": True}).json()  # build blocked
+    assert tiny_docs[3]["id"] not in [h["id"] for h in body["hits"]]
+    gate.set()
+    deadline, top = time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        hits = client.post("/search", json={"query": "red fish river", "k": 3, "hybrid": True, "alpha": 0.2})
+        top = hits.json()["hits"][0]["id"]
+        if top == "h2":
+            break
+        time.sleep(0.05)
+    assert top == "h2"
