@@ -22,6 +22,7 @@ from core.cross_encoder import CrossEncoder, rerank_order
 from core.embedding import load_for_index, query_vectors, sample_texts, set_precision
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
+from core.fusion_names import DEFAULT_FUSION
 from core.index.folder import Hit, IndexFolder
 from core.smart import read_smart
 from core.textfile import iter_lines
@@ -123,6 +124,7 @@ def evaluate(
     reranker: CrossEncoder | None = None,
     rerank_k: int = 50,
     rerank_weight: float | None = None,
+    fusion: str = DEFAULT_FUSION,
 ) -> RetrievalReport:
     """``reranker``: re-score the top ``rerank_k`` of each run with the cross-encoder, ordered by
     :func:`core.cross_encoder.fuse_scores` with ``rerank_weight`` (default: the model's own);
@@ -149,7 +151,7 @@ def evaluate(
                 ranked[qid] = _hits(hits)
         else:
             for qid, vec, text in zip(judged, vectors, texts, strict=True):
-                ranked[qid] = _hits(folder.search_hybrid(vec, text, DEPTH, alpha=alpha))
+                ranked[qid] = _hits(folder.search_hybrid(vec, text, DEPTH, alpha=alpha, fusion=fusion))
     if reranker is not None:
         weight = reranker.rerank_weight if rerank_weight is None else rerank_weight
         for qid in judged:
@@ -201,6 +203,7 @@ def evaluate_files(
     rerank_weight: float | None = None,
     precision: str = "index",
     reranker_precision: str = "auto",
+    fusion: str = DEFAULT_FUSION,
 ) -> RetrievalReport:
     """:func:`evaluate` on files, with the encoder set up as ``semsearch serve`` sets it up
     (core.embedding): the index's model, checked, at ``precision`` (by default the index's own,
@@ -226,6 +229,7 @@ def evaluate_files(
             reranker=reranker,
             rerank_k=rerank_k,
             rerank_weight=rerank_weight,
+            fusion=fusion,
         )
     finally:
         folder.close()

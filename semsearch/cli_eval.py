@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS
 from core.precision_names import CROSS_ENCODER_PRECISIONS, SERVE_PRECISIONS
 
 
@@ -40,7 +41,17 @@ def _add_eval_retrieval(ev_sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument(
         "--hybrid", action="store_const", const="hybrid", dest="mode", help="same as --mode hybrid"
     )
-    p.add_argument("--alpha", type=float, help="hybrid: weight of the dense score (default: rank fusion)")
+    p.add_argument(
+        "--alpha",
+        type=float,
+        help=f"hybrid, convex fusion: weight of the dense score (default {DEFAULT_ALPHA})",
+    )
+    p.add_argument(
+        "--fusion",
+        choices=FUSIONS,
+        default=DEFAULT_FUSION,
+        help="hybrid: normalised scores mixed by --alpha, or reciprocal rank fusion (as /search's fusion)",
+    )
     p.add_argument("--model", help="encoder folder (default: the one that built the index)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--rerank", help="cross-encoder folder: re-score each query's top --rerank-k")
@@ -86,6 +97,7 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
         args.rerank_weight,
         args.precision,
         args.reranker_precision,
+        args.fusion,
     )
     m = r.means
     print(

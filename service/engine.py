@@ -31,6 +31,7 @@ from core.errors import (
     SemsearchError,
     UnsupportedError,
 )
+from core.fusion_names import DEFAULT_FUSION
 from core.index.compaction import CompactionPolicy
 from core.index.doc_rules import id_problem, metadata_json, metadata_problem, text_problem
 from core.index.doc_store import Document
@@ -270,8 +271,9 @@ class SearchEngine:
         where: dict[str, Any] | None = None,
         hybrid: bool = False,
         alpha: float | None = None,
+        fusion: str = DEFAULT_FUSION,
     ) -> SearchResult:
-        results, took = await self.search_many([query], k, params, where, "query", hybrid, alpha)
+        results, took = await self.search_many([query], k, params, where, "query", hybrid, alpha, fusion)
         hits, truncated = results[0]
         return SearchResult(hits, truncated, took)
 
@@ -284,6 +286,7 @@ class SearchEngine:
         what: str = "queries",
         hybrid: bool = False,
         alpha: float | None = None,
+        fusion: str = DEFAULT_FUSION,
     ) -> tuple[list[tuple[list[Hit], bool]], float]:
         """All queries in one model call, then the search over the snapshot of the moment: one
         FAISS search, or with ``hybrid`` dense + BM25 (built for that generation on its first
@@ -297,7 +300,7 @@ class SearchEngine:
             if not hybrid:
                 return snapshot.search(vectors, k, params, where)
             return [
-                snapshot.search_hybrid(v, q, k, params, where, alpha)
+                snapshot.search_hybrid(v, q, k, params, where, alpha, fusion=fusion)
                 for v, q in zip(vectors, queries, strict=True)
             ]
 

@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
 )
 
+from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS
 from core.index.doc_rules import MAX_ID_CHARS
 from service.settings import MAX_K, MAX_RERANK_K
 
@@ -128,11 +129,21 @@ class SearchRequest(SearchOptions):
     )
     hybrid: StrictBool = Field(
         False,
-        description="Fuse BM25 (bm25s, over this index generation) with dense search: reciprocal rank "
-        "fusion of the top 100 of each, or alpha-weighted normalised scores when alpha is given.",
+        description="Fuse BM25 (bm25s, over this index generation) with dense search, over the top "
+        "100 of each: by default alpha * dense + (1 - alpha) * BM25, each min-max normalised.",
     )
     alpha: float | None = Field(
-        None, ge=0, le=1, strict=True, description="Hybrid only: weight of the dense score (0..1)."
+        None,
+        ge=0,
+        le=1,
+        strict=True,
+        description=f"Hybrid only: weight of the dense score (0..1; default {DEFAULT_ALPHA}).",
+    )
+    fusion: StrictStr = Field(
+        DEFAULT_FUSION,
+        pattern="^(" + "|".join(FUSIONS) + ")$",
+        description="Hybrid only: convex (the alpha-weighted normalised scores) or rrf "
+        "(reciprocal rank fusion, 1 / (60 + rank) summed; takes no alpha).",
     )
 
     @field_validator("query")

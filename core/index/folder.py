@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import IndexFormatError
+from core.errors import IndexFormatError, InvalidInputError
+from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.lexical import LexicalIndex, SharedLexical, mix, rrf
 from core.index.manifest import Manifest, same_publication
@@ -250,9 +251,15 @@ class IndexFolder:
         where: dict[str, Any] | None = None,
         alpha: float | None = None,
         depth: int = HYBRID_DEPTH,
+        fusion: str = DEFAULT_FUSION,
     ) -> list[Hit]:
-        """Dense and BM25 candidates (``depth`` each), fused by reciprocal rank, or by
-        ``alpha``-weighted normalised scores when ``alpha`` is given (see core.index.lexical)."""
+        """Dense and BM25 candidates (``depth`` each), fused by ``fusion``: ``convex``
+        (``alpha``-weighted min-max normalised scores, :data:`DEFAULT_ALPHA` unless given) or
+        ``rrf`` (reciprocal rank, no alpha); see core.index.lexical."""
+        if fusion not in FUSIONS:
+            raise InvalidInputError(f"unknown fusion {fusion!r}; use {' or '.join(FUSIONS)}")
+        if fusion == "rrf" and alpha is not None:
+            raise InvalidInputError("alpha weighs a convex fusion: rrf takes no alpha")
         n = max(k, depth)
         merged = self._params(params)
         matches = self.store.matching_iids(where) if where else None
@@ -263,14 +270,15 @@ class IndexFolder:
             d_iids = d_iids[d_iids >= 0]
         lexical = self.lexical()
         bm25 = lexical.search([text], n, matches)[0]
-        if alpha is None:
+        if fusion == "rrf":
             fused = rrf([d_iids, bm25.iids], n)
         else:
             union = np.unique(np.concatenate([d_iids, bm25.iids]))
             if len(union) == 0:
                 return []
             dense = self.segments.reconstruct(union) @ query.reshape(-1)
-            fused = mix(union, dense, lexical.scores_for(text, union), alpha, n)
+            weight = DEFAULT_ALPHA if alpha is None else alpha
+            fused = mix(union, dense, lexical.scores_for(text, union), weight, n)
         # Both candidate lists hold live ids only: the top k is all that is read from SQLite.
         return self._hits(fused.scores[None, :k], fused.iids[None, :k], k)[0]
 

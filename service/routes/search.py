@@ -57,7 +57,11 @@ async def search(body: SearchRequest, engine: EngineDep) -> SearchResponse:
     fetch = max(k, body.rerank_k) if reranker else k  # the reranker re-scores rerank_k candidates
     if body.alpha is not None and not body.hybrid:
         raise InvalidInputError("alpha weighs the dense score in hybrid search: send it with hybrid: true")
-    result = await engine.search(body.query, fetch, body.params(), where, body.hybrid, body.alpha)
+    if body.alpha is not None and body.fusion == "rrf":
+        raise InvalidInputError("alpha weighs a convex fusion: rrf takes no alpha")
+    result = await engine.search(
+        body.query, fetch, body.params(), where, body.hybrid, body.alpha, body.fusion
+    )
     if reranker is None:
         engine.check_answer(result.hits, include)
         hits = [hit_out(h, include) for h in result.hits]

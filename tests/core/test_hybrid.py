@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import InvalidInputError
 from core.index.doc_store import Document
 from core.index.folder import IndexFolder
 from core.index.lexical import RRF_K, mix, rrf
@@ -68,9 +69,16 @@ def test_rrf_and_mix_by_hand() -> None:
 
 def test_hybrid_search_brings_lexical_matches_and_respects_filters(folder: IndexFolder) -> None:
     query = folder.vectors.reconstruct(np.array([5]))[0]  # densely nearest: d5 itself
-    hits = folder.search_hybrid(query, "insulin diabetes", 3)
+    hits = folder.search_hybrid(query, "insulin diabetes", 3, fusion="rrf")
     ids = [h.id for h in hits]
     assert ids[:2] == ["d5", "d2"] or ids[:2] == ["d2", "d5"]  # top of each ranking
+    convex = folder.search_hybrid(query, "insulin diabetes", 6)  # the default: 0.8 dense, 0.2 BM25
+    assert convex[0].id == "d5" and "d2" in [h.id for h in convex]
+    assert [h.id for h in convex] == [
+        h.id for h in folder.search_hybrid(query, "insulin diabetes", 6, alpha=0.8)
+    ]
+    with pytest.raises(InvalidInputError, match="rrf takes no alpha"):
+        folder.search_hybrid(query, "insulin diabetes", 3, alpha=0.5, fusion="rrf")
     alpha_dense = folder.search_hybrid(query, "insulin diabetes", 1, alpha=1.0)
     alpha_lexical = folder.search_hybrid(query, "insulin diabetes", 1, alpha=0.0)
     assert alpha_dense[0].id == "d5" and alpha_lexical[0].id == "d2"

@@ -71,3 +71,18 @@ def test_a_write_never_makes_a_hybrid_search_wait_for_a_whole_bm25_rebuild(
             break
         time.sleep(0.05)
     assert top == "h2"
+
+
+def test_fusion_is_convex_by_default_and_rrf_on_request(fresh_index: Path, make_client, tiny_docs) -> None:
+    client = make_client(fresh_index)
+    query = tiny_docs[3]["text"]
+
+    def ask(**extra):
+        return client.post("/search", json={"query": query, "k": 5, "hybrid": True, **extra})
+
+    default, convex, rrf = ask(), ask(fusion="convex", alpha=0.8), ask(fusion="rrf")
+    assert [h["id"] for h in default.json()["hits"]] == [h["id"] for h in convex.json()["hits"]]
+    assert rrf.status_code == 200 and max(h["score"] for h in rrf.json()["hits"]) < 0.05  # 2 / (60 + 1)
+    for bad in ({"fusion": "rrf", "alpha": 0.5}, {"fusion": "sum"}):
+        r = ask(**bad)
+        assert r.status_code == 422 and set(r.json()["error"]) == {"code", "message"}, bad
