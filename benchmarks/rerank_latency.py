@@ -159,7 +159,8 @@ def markdown(res: dict[str, Any], command: str) -> str:
         f"`{res['model']}` ({res['precision']}, {res['device']}); {c['queries']} queries × "
         f"{res['repeats']} rounds, k = {res['k']}, one query at a time after {res['warmup']} warm-up "
         f"queries. Cross-encoder `{ce['path']}`: {ce['layers']} layers, hidden {ce['hidden']}, "
-        f"max_length {ce['max_length']}, {ce['problem']}. In-process `SearchEngine` with the reranker, "
+        f"max_seq_length {ce['max_seq_length']}, {ce['problem']}. In-process `SearchEngine` with the "
+        "reranker, "
         "as `POST /search` with `rerank: true` runs it (micro-batcher, encoder, FAISS, SQLite, then "
         "`Reranker.rerank_hits` over rerank_k candidates), no HTTP. Added = per query and round, search + "
         "rerank minus search alone of the same query (paired).",
@@ -264,7 +265,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                 "path": str(args.reranker),
                 "layers": cross.model.config.num_hidden_layers,
                 "hidden": cross.model.config.hidden_size,
-                "max_length": cross.max_length,
+                "max_seq_length": cross.max_seq_length,
                 "problem": cross.problem,
             },
             "k": args.k,

@@ -72,13 +72,13 @@ class ClsPooler(nn.Module):
 
 
 class CrossEncoder:
-    def __init__(self, model: Any, tokenizer: Any, device: torch.device, max_length: int) -> None:
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device, max_seq_length: int) -> None:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = device
         if device.type == "cpu":
             tune_cpu_allocator()
-        self.max_length = max_length
+        self.max_seq_length = max_seq_length
         problem = getattr(model.config, "problem_type", None) or "single_label_classification"
         if problem not in _SHORT:
             raise ModelFormatError(f"unknown problem_type {problem!r} in the cross-encoder's config")
@@ -120,7 +120,7 @@ class CrossEncoder:
 
     # ------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", max_length: int | None = None) -> CrossEncoder:
+    def load(cls, path: str | Path, device: str = "auto", max_seq_length: int | None = None) -> CrossEncoder:
         """A trained cross-encoder folder (or any sequence-classification folder)."""
         path = Path(path).expanduser()
         if not (path / "config.json").is_file():
@@ -135,7 +135,9 @@ class CrossEncoder:
         if getattr(config, CLS_POOLER_KEY, None) is not None:
             _unfold_cls_pooler(model, float(getattr(config, CLS_POOLER_KEY)), classifier_folded=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
-        return cls(model, tokenizer, resolve_device(device), _max_length(config, tokenizer, max_length))
+        return cls(
+            model, tokenizer, resolve_device(device), _max_seq_length(config, tokenizer, max_seq_length)
+        )
 
     @classmethod
     def new(
@@ -144,7 +146,7 @@ class CrossEncoder:
         problem: str,
         labels: Sequence[str],
         device: str = "auto",
-        max_length: int | None = None,
+        max_seq_length: int | None = None,
     ) -> CrossEncoder:
         """A new head on a BERT checkpoint (e.g. the packaged MiniLM's transformer weights)."""
         if problem not in PROBLEMS:
@@ -180,7 +182,9 @@ class CrossEncoder:
             log.info("%s has no pooler weights: the [CLS] hidden state feeds the classifier", path)
             _set_cls_pooler(model)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
-        return cls(model, tokenizer, resolve_device(device), _max_length(config, tokenizer, max_length))
+        return cls(
+            model, tokenizer, resolve_device(device), _max_seq_length(config, tokenizer, max_seq_length)
+        )
 
     @property
     def cls_pooler(self) -> bool:
@@ -193,21 +197,21 @@ class CrossEncoder:
         state = _folded_state(self.model) if self.cls_pooler else None
         self.model.save_pretrained(output, safe_serialization=True, state_dict=state)
         # The length it was trained (or set) to truncate at is the length it is served at.
-        self.tokenizer.model_max_length = self.max_length
+        self.tokenizer.model_max_length = self.max_seq_length
         self.tokenizer.save_pretrained(output)
 
     # ------------------------------------------------------------ inference
     def tokenize(self, pairs: Sequence[tuple[str, str]]) -> list[dict[str, list[int]]]:
-        """Unpadded token ids per pair, truncated longest-first to ``max_length``."""
+        """Unpadded token ids per pair, truncated longest-first to ``max_seq_length``."""
         if not pairs:
             return []
         firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
-        enc = self.tokenizer(firsts, seconds, truncation="longest_first", max_length=self.max_length)
+        enc = self.tokenizer(firsts, seconds, truncation="longest_first", max_length=self.max_seq_length)
         keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
         return [{k: enc[k][i] for k in keys} for i in range(len(pairs))]
 
     def collate(self, rows: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        width = padded_width(max(len(r["input_ids"]) for r in rows), len(rows), self.max_length)
+        width = padded_width(max(len(r["input_ids"]) for r in rows), len(rows), self.max_seq_length)
         pad = int(self.tokenizer.pad_token_id or 0)
         out: dict[str, torch.Tensor] = {}
         for key in rows[0]:
@@ -339,7 +343,7 @@ def _unfold_cls_pooler(model: Any, scale: float, classifier_folded: bool) -> Non
     _set_cls_pooler(model)
 
 
-def _max_length(config: Any, tokenizer: Any, wanted: int | None) -> int:
+def _max_seq_length(config: Any, tokenizer: Any, wanted: int | None) -> int:
     limit = int(getattr(config, "max_position_embeddings", 512))
     model_max = int(getattr(tokenizer, "model_max_length", limit) or limit)
     length = wanted or min(limit, model_max, 512)

@@ -23,7 +23,7 @@ class Reranker:
     def __init__(self, model: CrossEncoder, settings: Settings, metrics: Metrics) -> None:
         self.model = model
         self.weight = model.rerank_weight if settings.rerank_weight is None else settings.rerank_weight
-        max_len = model.max_length
+        max_len = model.max_seq_length
         self.batcher: MicroBatcher[Pair, np.ndarray] = MicroBatcher(
             "reranker",
             lambda pairs: model.logits(pairs, settings.encode_batch_size, settings.max_batch_tokens),

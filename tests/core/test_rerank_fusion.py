@@ -54,7 +54,7 @@ def test_weight_is_kept_in_the_saved_folder(tiny_model_dir: Path, tmp_path: Path
 
 
 def test_the_truncation_length_is_saved_with_the_model(tiny_model_dir: Path, tmp_path: Path) -> None:
-    model = CrossEncoder.new(tiny_model_dir, "single_label", ["0", "1"], "cpu", max_length=24)
+    model = CrossEncoder.new(tiny_model_dir, "single_label", ["0", "1"], "cpu", max_seq_length=24)
     model.save(tmp_path / "ce")
-    assert CrossEncoder.load(tmp_path / "ce", "cpu").max_length == 24
-    assert CrossEncoder.load(tmp_path / "ce", "cpu", max_length=16).max_length == 16
+    assert CrossEncoder.load(tmp_path / "ce", "cpu").max_seq_length == 24
+    assert CrossEncoder.load(tmp_path / "ce", "cpu", max_seq_length=16).max_seq_length == 16
