@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from core.precision_names import TRAIN_PRECISIONS
@@ -65,6 +66,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_run_args(p, lr=2e-5)
     p.set_defaults(func=_cmd_train_cross)
     _add_mlm(train_sub)
+    _add_extend_vocab(train_sub)
     _add_pseudo_queries(train_sub)
 
 
@@ -165,4 +167,58 @@ def _cmd_train_mlm(args: argparse.Namespace) -> int:
     values["progress"] = not args.no_progress
     summary = train_mlm(MlmConfig(**values))
     print(f"trained {summary['steps']} MLM steps on {summary['texts']} texts -> {summary['output']}")
+    return 0
+
+
+def _add_extend_vocab(train_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = train_sub.add_parser(
+        "extend-vocab",
+        help="add the pieces a corpus needs and the vocabulary lacks (one token per CJK character)",
+    )
+    p.add_argument("--model", help="WordPiece model folder (default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument(
+        "--corpus", nargs="*", default=[], help=".txt (one passage per line), JSONL, CSV or TSV corpora"
+    )
+    p.add_argument(
+        "--pairs", nargs="*", default=[], help="pair files (any format eval and train read): both sides"
+    )
+    p.add_argument(
+        "--measure", nargs="*", default=[], help="pair files whose [UNK] rate is reported, not learnt from"
+    )
+    p.add_argument("--output", required=True)
+    p.add_argument("--min-count", type=int, default=1, help="add a piece seen at least this often")
+    p.add_argument(
+        "--init",
+        choices=["unk", "random", "mean"],
+        default="unk",
+        help="new rows' start (see training/vocab.py)",
+    )
+    p.set_defaults(func=_cmd_extend_vocab)
+
+
+def _cmd_extend_vocab(args: argparse.Namespace) -> int:
+    import time
+
+    from core.defaults import default_model_dir
+    from training.data import read_pairs
+    from training.mlm import read_texts
+    from training.vocab import extend_vocab
+
+    def pair_texts(paths: list[str]) -> list[str]:
+        return [t for path in paths for ex in read_pairs(path) for t in (ex.s1, ex.s2)]
+
+    started = time.perf_counter()
+    texts = [t for path in args.corpus for t in read_texts(path, False)] + pair_texts(args.pairs)
+    texts = list(dict.fromkeys(texts))  # each distinct text once
+    measure = {Path(path).parent.name + "/" + Path(path).name: pair_texts([path]) for path in args.measure}
+    report = extend_vocab(
+        args.model or default_model_dir(), texts, args.output, args.min_count, args.init, measure=measure
+    )
+    print(
+        f"added {report.added} pieces (vocabulary {report.vocab_size}) from {len(texts)} distinct texts; "
+        f"[UNK] {100 * report.unk_rate_before:.2f}% -> {100 * report.unk_rate_after:.2f}% of "
+        f"{report.tokens} tokens; {time.perf_counter() - started:.0f} s -> {args.output}"
+    )
+    for name, rates in report.measured_on.items():
+        print(f"  {name}: [UNK] {100 * rates['before']:.2f}% -> {100 * rates['after']:.2f}%")
     return 0

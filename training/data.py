@@ -20,6 +20,7 @@ from core.textfile import iter_csv_rows, iter_lines
 
 log = logging.getLogger(__name__)
 FORMATS = ("auto", "pairs", "stsb", "sick", "snli", "lcqmc", "mrpc")
+NLI_LABELS = ("entailment", "neutral", "contradiction")
 SICK_SPLITS = ("TRAIN", "TRIAL", "TEST")
 
 
@@ -50,8 +51,10 @@ def detect_format(path: Path) -> str:
         return "pairs"
     if len(cols) >= 7 and _is_float(cols[4]):
         return "stsb"
-    if len(cols) == 3 and cols[2].strip().lstrip("-").isdigit():
-        return "lcqmc"
+    if len(cols) == 3 and (cols[2].strip().lstrip("-").isdigit() or cols[2].strip() in NLI_LABELS):
+        return "lcqmc"  # s1<TAB>s2<TAB>label: LCQMC, AFQMC, and the Chinese NLI sets' text labels
+    if len(cols) == 4 and cols[0].lstrip("\ufeff").strip().isdigit() and cols[3].strip().isdigit():
+        return "lcqmc"  # id<TAB>s1<TAB>s2<TAB>label: ATEC's raw release
     raise DataError(path, 1, "cannot tell the pair format; pass --format pairs|stsb|sick|snli|lcqmc|mrpc")
 
 
@@ -64,7 +67,9 @@ def _is_float(text: str) -> bool:
 
 
 def _clean(s1: str, s2: str, path: Path, line: int) -> tuple[str, str]:
-    s1, s2 = s1.strip(), s2.strip()
+    # A byte-order mark inside a field is debris of files concatenated (ATEC's raw release has
+    # one before its first sentence): never text, and a token of its own to a tokenizer.
+    s1, s2 = s1.replace("\ufeff", "").strip(), s2.replace("\ufeff", "").strip()
     if not s1 or not s2:
         raise DataError(path, line, "empty sentence")
     return s1, s2
@@ -172,6 +177,8 @@ def _snli(path: Path) -> Iterator[PairExample | DataError]:
 
 def _lcqmc(path: Path) -> Iterator[PairExample | DataError]:
     def parse(line: int, cols: list[str]) -> PairExample:
+        if len(cols) == 4 and cols[0].lstrip("\ufeff").strip().isdigit():
+            cols = cols[1:]  # ATEC's raw release numbers its rows first
         if len(cols) != 3:
             raise DataError(path, line, f"expected s1<TAB>s2<TAB>label, got {len(cols)} columns")
         s1, s2 = _clean(cols[0], cols[1], path, line)

@@ -194,3 +194,32 @@ def test_paws_x_chinese_pairs_tsv_keeps_quote_marks(tmp_path: Path) -> None:
     path.write_text(f"id\tsentence1\tsentence2\tlabel\n6715\t{s1}\t{s2}\t1\n", encoding="utf-8")
     rows = read_pairs(path)
     assert [(r.s1, r.s2, r.label, r.line) for r in rows] == [(s1, s2, "1", 2)]
+
+
+def test_chinese_nli_sets_with_text_labels_are_detected(tmp_path: Path) -> None:
+    """Real first lines of Chinese-SNLI dev, OCNLI dev and CINLID (s1<TAB>s2<TAB>text label)."""
+    path = tmp_path / "dev.txt"
+    path.write_text(
+        "在白云的蓝天下，一个孩子伸手摸着停在草地上的一架飞机的螺旋桨。\t一个孩子在玩球。\tcontradiction\n"
+        "身上裹一件工厂发的棉大衣,手插在袖筒里\t身上至少一件衣服\tentailment\n"
+        "孤军作战\t孤军深入\tentailment\n",
+        encoding="utf-8",
+    )
+    assert detect_format(path) == "lcqmc"
+    rows = read_pairs(path)
+    assert [r.label for r in rows] == ["contradiction", "entailment", "entailment"]
+    assert rows[2].s1 == "孤军作战" and rows[2].s2 == "孤军深入"
+
+
+def test_atec_raw_rows_with_an_id_column_and_a_bom_inside_the_first_field(tmp_path: Path) -> None:
+    """ATEC's raw release: id<TAB>s1<TAB>s2<TAB>label, CRLF, a BOM before the file and another
+    before the first sentence (its real first two lines)."""
+    path = tmp_path / "atec_nlp_sim_train.csv"
+    path.write_bytes(
+        "\ufeff1\t\ufeff怎么更改花呗手机号码\t我的花呗是以前的手机号码，怎么更改成现在的支付宝的号码手机号\t1\r\n"
+        "2\t也开不了花呗，就这样了？完事了\t真的嘛？就是花呗付款\t0\r\n".encode()
+    )
+    assert detect_format(path) == "lcqmc"
+    rows = read_pairs(path)
+    assert rows[0].s1 == "怎么更改花呗手机号码" and rows[0].label == "1"
+    assert rows[1].s2 == "真的嘛？就是花呗付款" and rows[1].label == "0" and rows[1].line == 2
