@@ -32,6 +32,12 @@ from core.index.doc_store import DocStore
 log = logging.getLogger(__name__)
 RRF_K = 60
 STOPWORDS = "en"
+# Words as bm25s's default pattern finds them (two or more word characters), except that every
+# CJK ideograph is a token of its own, as BERT's Chinese models and Lucene's CJK analysers
+# (unigrams) treat them: the default pattern would take a whole unspaced Chinese sentence for one
+# word. Text without CJK characters is tokenised exactly as before.
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+TOKEN_PATTERN = rf"(?u)[{_CJK}]|(?:(?![{_CJK}])\w){{2,}}"
 
 
 def _stemmer() -> Any:
@@ -73,7 +79,13 @@ class LexicalIndex:
         stemmer = _stemmer()
         retriever = bm25s.BM25()
         if texts:
-            tokens = bm25s.tokenize(list(texts), stopwords=STOPWORDS, stemmer=stemmer, show_progress=False)
+            tokens = bm25s.tokenize(
+                list(texts),
+                token_pattern=TOKEN_PATTERN,
+                stopwords=STOPWORDS,
+                stemmer=stemmer,
+                show_progress=False,
+            )
             retriever.index(tokens, show_progress=False)
         log.info("BM25 index over %d documents", len(texts))
         return cls(np.asarray(iids, dtype=np.int64), retriever, stemmer)
@@ -84,7 +96,12 @@ class LexicalIndex:
 
     def _tokens(self, queries: Sequence[str]) -> list[list[str]]:
         out: Any = bm25s.tokenize(
-            list(queries), stopwords=STOPWORDS, stemmer=self.stemmer, return_ids=False, show_progress=False
+            list(queries),
+            token_pattern=TOKEN_PATTERN,
+            stopwords=STOPWORDS,
+            stemmer=self.stemmer,
+            return_ids=False,
+            show_progress=False,
         )
         return [list(q) for q in out]
 

@@ -99,3 +99,24 @@ def test_each_generation_gets_its_own_bm25(folder: IndexFolder, tmp_path: Path) 
         assert "d0" not in {h.id for h in fresh.search_hybrid(query, "aspirin fever", 6)}
     finally:
         fresh.close()
+
+
+def test_bm25_tokenises_cjk_per_character_and_other_text_as_before() -> None:
+    import bm25s
+
+    from core.index.lexical import TOKEN_PATTERN, LexicalIndex
+
+    english = [
+        "The patients' blood-pressure fell 12% in 2019, don't x y_z café naïve",
+        "Glaciers are retreating faster than scientists predicted a decade ago.",
+    ]
+    ours = bm25s.tokenize(english, token_pattern=TOKEN_PATTERN, return_ids=False, show_progress=False)
+    default = bm25s.tokenize(english, return_ids=False, show_progress=False)
+    assert [list(t) for t in ours] == [list(t) for t in default]
+    mixed = bm25s.tokenize(["iphone手机怎么开通花呗？"], token_pattern=TOKEN_PATTERN, return_ids=False)
+    assert list(mixed[0]) == ["iphone", "手", "机", "怎", "么", "开", "通", "花", "呗"]
+    # Real LCQMC questions: an unspaced sentence is no longer one "word" that nothing else matches.
+    docs = ["开初婚未育证明怎么弄？", "谁知道她是网络美女吗？", "花呗怎么开通", "人和畜生的区别是什么？"]
+    lexical = LexicalIndex.from_texts([10, 11, 12, 13], docs)
+    assert lexical.search(["婚育证明"], 4)[0].iids.tolist() == [10]
+    assert lexical.search(["怎么开通花呗"], 1)[0].iids.tolist() == [12]
