@@ -21,6 +21,19 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_cmd_eval_sts)
     _add_eval_retrieval(ev_sub)
+    p = ev_sub.add_parser(
+        "pairs", help="accuracy and F1 of a bi-encoder's cosine on 0/1-labelled pairs (LCQMC's protocol)"
+    )
+    p.add_argument("--model", help="model folder (default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--data", required=True, help="labelled pair file to report on")
+    p.add_argument(
+        "--threshold-from",
+        help="pair file the cosine threshold is chosen on (default: --data, an upper bound)",
+    )
+    p.add_argument("--format", default="auto", choices=["auto", "pairs", "lcqmc", "snli", "mrpc"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_cmd_eval_pairs)
     p = ev_sub.add_parser("cross-encoder", help="Spearman, or accuracy and F1, of a cross-encoder on pairs")
     p.add_argument("--model", required=True, help="cross-encoder folder")
     p.add_argument("--data", required=True, help="pair file")
@@ -136,5 +149,19 @@ def _cmd_eval_sts(args: argparse.Namespace) -> int:
     print(
         f"spearman {r.spearman:.2f}  pearson {r.pearson:.2f}  pairs {r.pairs}  "
         f"encode {r.sentences_per_s:.0f} sentences/s"
+    )
+    return 0
+
+
+def _cmd_eval_pairs(args: argparse.Namespace) -> int:
+    from core.defaults import default_model_dir
+    from training.pair_eval import eval_pairs_file
+
+    model = args.model or str(default_model_dir())
+    r = eval_pairs_file(model, args.data, args.threshold_from, args.format, args.batch_size, args.device)
+    head = f"  softmax head accuracy {r.head_accuracy:.2f}" if r.head_accuracy is not None else ""
+    print(
+        f"accuracy {r.accuracy:.2f}  f1 {r.f1:.2f}  at cosine >= {r.threshold:.4f} (chosen on "
+        f"{r.threshold_from})  pairs {r.pairs}{head}"
     )
     return 0
