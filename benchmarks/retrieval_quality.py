@@ -43,7 +43,7 @@ import numpy as np
 from harness.machine import cpu_model
 
 from core.defaults import default_model_dir
-from core.embedding import load_for_index, query_vectors, sample_texts, set_precision
+from core.embedding import encoder_for_index, query_vectors
 from core.fusion_names import DEFAULT_ALPHA
 from core.index.folder import IndexFolder
 from evaluation.retrieval import read_qrels, read_queries, score_runs
@@ -83,9 +83,7 @@ def build(data: Path, name: str, work: Path, model: Path, precision: str) -> Pat
 def score_collection(data: Path, name: str, index: Path, model: Path, depth: int) -> tuple[Scored, str]:
     folder = IndexFolder.open(index)
     try:
-        encoder = load_for_index(folder.manifest, index, model, "cpu")
-        texts = sample_texts(doc.text for _, doc in next(folder.store.iter_live(batch=32), []))
-        set_precision(encoder, "index", texts or None, against=folder.manifest.precision)
+        encoder, _ = encoder_for_index(folder, model, "cpu")
         queries = read_queries(data / name / f"{COLLECTIONS[name]}.QRY")
         qrels = read_qrels(data / name / f"{COLLECTIONS[name]}.REL")
         judged = [q for q in queries if q in qrels]

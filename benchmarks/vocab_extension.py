@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.machine import cpu_model
 
 from core.defaults import default_model_dir
-from training.data import read_pairs
+from training.data import pair_sentences
 from training.mlm import MlmConfig, train_mlm
 from training.vocab import INITS, extend_vocab
 
@@ -48,7 +48,7 @@ HELD_OUT = "chinese-csts/LCQMC/dev.txt"
 
 
 def texts_of(data: Path, files: list[str]) -> list[str]:
-    return list(dict.fromkeys(t for f in files for ex in read_pairs(data / f) for t in (ex.s1, ex.s2)))
+    return pair_sentences(data / f for f in files)
 
 
 def main() -> int:

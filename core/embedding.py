@@ -26,6 +26,8 @@ import numpy as np
 from core.defaults import default_model_dir
 from core.encoder import Encoder
 from core.errors import InvalidInputError, PrecisionDriftError
+from core.index.doc_store import DocStore
+from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
 from core.precision import CALIBRATION_TEXTS, DEFAULT_MAX_DRIFT, choose_precision, cosine_agreement
 from core.unit_vectors import unit_rows
@@ -65,6 +67,28 @@ def sample_texts(texts: Iterable[str], n: int = CALIBRATION_SAMPLE) -> list[str]
             if len(out) >= n:
                 break
     return out
+
+
+def index_texts(store: DocStore, n: int = 32) -> list[str]:
+    """Up to ``n`` of an index's own live texts: a query precision's drift is measured on them,
+    since the drift that matters is on the corpus being searched."""
+    return sample_texts((doc.text for _, doc in next(store.iter_live(batch=n), [])), n)
+
+
+def encoder_for_index(
+    folder: IndexFolder,
+    model: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "index",
+    max_drift: float = DEFAULT_MAX_DRIFT,
+) -> tuple[Encoder, dict[str, Any]]:
+    """The query encoder for ``folder``, as ``semsearch serve`` sets it up: loaded and checked
+    (:func:`load_for_index`), at ``precision`` measured on the index's own texts. Returns it
+    and the precision record."""
+    encoder = load_for_index(folder.manifest, folder.path, model, device)
+    texts = index_texts(folder.store)
+    record = set_precision(encoder, precision, texts or None, max_drift, folder.manifest.precision)
+    return encoder, record
 
 
 def set_precision(

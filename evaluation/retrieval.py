@@ -19,7 +19,7 @@ import numpy as np
 import pytrec_eval
 
 from core.cross_encoder import CrossEncoder, rerank_order
-from core.embedding import load_for_index, query_vectors, sample_texts, set_precision
+from core.embedding import encoder_for_index, query_vectors
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
 from core.fusion_names import DEFAULT_FUSION
@@ -212,9 +212,7 @@ def evaluate_files(
     try:
         encoder = None
         if mode != "bm25":
-            encoder = load_for_index(folder.manifest, folder.path, model, device)
-            texts = sample_texts(doc.text for _, doc in next(folder.store.iter_live(batch=32), []))
-            set_precision(encoder, precision, texts or None, against=folder.manifest.precision)
+            encoder, _ = encoder_for_index(folder, model, device, precision)
         reranker = CrossEncoder.load(rerank, device) if rerank else None
         if reranker is not None:
             reranker.to_precision(reranker_precision)

@@ -200,17 +200,14 @@ def _cmd_extend_vocab(args: argparse.Namespace) -> int:
     import time
 
     from core.defaults import default_model_dir
-    from training.data import read_pairs
+    from training.data import pair_sentences
     from training.mlm import read_texts
     from training.vocab import extend_vocab
 
-    def pair_texts(paths: list[str]) -> list[str]:
-        return [t for path in paths for ex in read_pairs(path) for t in (ex.s1, ex.s2)]
-
     started = time.perf_counter()
-    texts = [t for path in args.corpus for t in read_texts(path, False)] + pair_texts(args.pairs)
+    texts = [t for path in args.corpus for t in read_texts(path, False)] + pair_sentences(args.pairs)
     texts = list(dict.fromkeys(texts))  # each distinct text once
-    measure = {Path(path).parent.name + "/" + Path(path).name: pair_texts([path]) for path in args.measure}
+    measure = {f"{Path(path).parent.name}/{Path(path).name}": pair_sentences([path]) for path in args.measure}
     report = extend_vocab(
         args.model or default_model_dir(), texts, args.output, args.min_count, args.init, measure=measure
     )

@@ -21,7 +21,7 @@ import torch
 from core import model_thread
 from core.cross_encoder import CrossEncoder
 from core.device import available_cpus, configure_threads
-from core.embedding import drift_vs_fp32, load_for_index, query_vectors, sample_texts, set_precision
+from core.embedding import drift_vs_fp32, index_texts, load_for_index, query_vectors, set_precision
 from core.encoder import Encoded, Encoder
 from core.errors import (
     ForbiddenError,
@@ -74,8 +74,7 @@ class SearchEngine:
         self.encoder = encoder
         self.settings = settings
         manifest = index.manifest
-        # Measured on the index's own documents: the drift that matters is on this corpus.
-        texts = sample_texts(doc.text for _, doc in next(index.store.iter_live(batch=32), []))
+        texts = index_texts(index.store)
         self.precision_quality = set_precision(
             encoder, settings.precision, texts or None, settings.max_precision_drift, manifest.precision
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -334,3 +334,9 @@ def load_pair_data(cfg: Any) -> tuple[list[PairExample], list[PairExample] | Non
         log.warning("skipped %s", err.message)
     cfg.skipped_lines = len(skipped)
     return train, dev, skipped
+
+
+def pair_sentences(paths: Iterable[str | Path]) -> list[str]:
+    """Every distinct sentence of the pair files (both sides, first occurrence order): the text a
+    vocabulary is taken from and its [UNK] rate measured on."""
+    return list(dict.fromkeys(t for path in paths for ex in read_pairs(path) for t in (ex.s1, ex.s2)))

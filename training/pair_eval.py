@@ -37,9 +37,10 @@ def _binary(examples: list[PairExample], source: str | Path) -> tuple[list[PairE
     return kept, np.array([e.label == POSITIVE for e in kept])
 
 
-def _cosines(encoder: Encoder, examples: list[PairExample], batch_size: int) -> np.ndarray:
+def _embed(encoder: Encoder, examples: list[PairExample], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(u, v): the embeddings of each pair's two sides, in one encode call."""
     emb = encoder.encode([e.s1 for e in examples] + [e.s2 for e in examples], batch_size=batch_size)
-    return cosine_rows(emb[: len(examples)], emb[len(examples) :])
+    return emb[: len(examples)], emb[len(examples) :]
 
 
 def best_threshold(cos: np.ndarray, gold: np.ndarray) -> float:
@@ -66,22 +67,19 @@ def scores_at(cos: np.ndarray, gold: np.ndarray, threshold: float) -> tuple[floa
     return 100 * float((pred == gold).mean()), 100 * f1
 
 
-def _head_accuracy(
-    encoder: Encoder, folder: Path, examples: list[PairExample], batch_size: int
-) -> float | None:
+def _head_accuracy(folder: Path, examples: list[PairExample], u: np.ndarray, v: np.ndarray) -> float | None:
+    """The softmax head's accuracy on the pairs whose embeddings are ``u``, ``v`` (None without one)."""
     if not (folder / HEAD_CONFIG).is_file():
         return None
     head, label2id = SoftmaxHead.load(folder)
-    rows = [e for e in examples if e.label in label2id]
+    rows = [i for i, e in enumerate(examples) if e.label in label2id]
     if not rows:
         raise ModelFormatError(
             f"{folder}: the softmax head knows none of the labels {POSITIVE!r}, {NEGATIVE!r}"
         )
-    emb = encoder.encode([e.s1 for e in rows] + [e.s2 for e in rows], batch_size=batch_size)
-    u, v = torch.from_numpy(emb[: len(rows)]), torch.from_numpy(emb[len(rows) :])
     with torch.inference_mode():
-        pred = head.to(u.device)(u, v).argmax(-1).numpy()
-    gold = np.array([label2id[e.label or ""] for e in rows])
+        pred = head(torch.from_numpy(u[rows]), torch.from_numpy(v[rows])).argmax(-1).numpy()
+    gold = np.array([label2id[examples[i].label or ""] for i in rows])
     return 100 * float((pred == gold).mean())
 
 
@@ -97,15 +95,16 @@ def eval_pairs_file(
     when None: an upper bound, and said so in ``threshold_from``)."""
     encoder = Encoder.load(model, device)
     examples, gold = _binary(read_pairs(data, fmt), data)
-    cos = _cosines(encoder, examples, batch_size)
+    u, v = _embed(encoder, examples, batch_size)  # for the cosines and the head alike
+    cos = cosine_rows(u, v)
     if threshold_from is None:
         threshold, chosen_on = best_threshold(cos, gold), f"{Path(data).name} itself (an upper bound)"
     else:
         dev, dev_gold = _binary(read_pairs(threshold_from, fmt), threshold_from)
         threshold, chosen_on = (
-            best_threshold(_cosines(encoder, dev, batch_size), dev_gold),
+            best_threshold(cosine_rows(*_embed(encoder, dev, batch_size)), dev_gold),
             str(threshold_from),
         )
     accuracy, f1 = scores_at(cos, gold, threshold)
-    head = _head_accuracy(encoder, Path(model), examples, batch_size)
+    head = _head_accuracy(Path(model), examples, u, v)
     return PairClassResult(accuracy, f1, threshold, chosen_on, len(examples), head)

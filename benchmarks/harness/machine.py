@@ -26,6 +26,11 @@ def cpu_model() -> str:
     return f"{name} ({os.cpu_count()} CPUs; {' '.join(flags)})"
 
 
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10)
+    return done.stdout.strip()
+
+
 def machine_info(txtai_python: Path | None) -> dict[str, Any]:
     info: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
@@ -46,19 +51,8 @@ def machine_info(txtai_python: Path | None) -> dict[str, Any]:
             if line.startswith("MemTotal:"):
                 info["mem_gib"] = round(int(line.split()[1]) / 1024**2, 1)
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        info["git"] = head + ("+dirty" if dirty else "")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+        info["git"] = _git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
     from importlib import metadata
 
     for pkg in ("torch", "faiss-cpu", "fastapi", "uvicorn", "httpx"):
