@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from core.errors import InvalidInputError
 from core.precision_names import TRAIN_PRECISIONS
 
 
@@ -150,10 +151,27 @@ def _cmd_train_bi(args: argparse.Namespace) -> int:
 def _add_mlm(train_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = train_sub.add_parser("mlm", help="masked-LM domain adaptation on your own corpus")
     p.add_argument("--model", help="BERT-family model folder (default: the packaged all-MiniLM-L6-v2)")
-    p.add_argument("--corpus", required=True, help=".txt (one passage per line), JSONL, CSV or TSV corpus")
+    p.add_argument(
+        "--corpus", nargs="*", default=[], help=".txt (one passage per line), JSONL, CSV or TSV corpora"
+    )
+    p.add_argument(
+        "--pairs", nargs="*", default=[], help="pair files (any format eval and train read): both sides"
+    )
+    p.add_argument(
+        "--exclude", nargs="*", default=[], help="pair files whose sentences are never trained on (dev, test)"
+    )
+    p.add_argument(
+        "--dev-size",
+        type=int,
+        default=2000,
+        help="texts held out for the masked-token accuracy, before and after (0: none)",
+    )
     p.add_argument("--output", required=True)
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--mask-prob", type=float, default=0.15)
+    p.add_argument(
+        "--eval-steps", type=int, default=0, help="held-out accuracy every N steps (0: at epoch ends)"
+    )
     _add_run_args(p, lr=5e-5)
     p.set_defaults(func=_cmd_train_mlm)
 
@@ -165,8 +183,13 @@ def _cmd_train_mlm(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k in MlmConfig.__dataclass_fields__}
     values["model"] = args.model or str(default_model_dir())
     values["progress"] = not args.no_progress
+    if not args.corpus and not args.pairs:
+        raise InvalidInputError("train mlm: give --corpus or --pairs (or both)")
     summary = train_mlm(MlmConfig(**values))
     print(f"trained {summary['steps']} MLM steps on {summary['texts']} texts -> {summary['output']}")
+    if "before" in summary:
+        b, a = summary["before"]["masked_accuracy"], summary["after"]["masked_accuracy"]
+        print(f"masked-token accuracy on {summary['held_out']} held-out texts: {b:.2%} -> {a:.2%}")
     return 0
 
 

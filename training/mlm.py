@@ -5,6 +5,12 @@ BERT's recipe: 15% of the (non-special, non-padding) tokens are chosen; of those
 The transformer is shared with a ``core`` encoder, so the output is a model folder in the same
 layout as the input (pooling kept) that ``train bi-encoder`` and the indexer load unchanged; the
 MLM head is saved beside it as ``mlm_head.safetensors`` so a later run can continue.
+
+The text is every distinct line of ``corpus`` files and every distinct sentence of ``pairs`` files
+(both sides), less the sentences of ``exclude`` files (a dev or test set the adapted model is later
+judged on). ``dev_size`` of the rest, drawn by the seed, are held out and never trained on: the
+masked-token accuracy on them, with the same masks each time, is measured before training and at
+each evaluation, so a run says how much it learnt (``mlm_eval.json``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from core.device import resolve_device
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError
 from training.curves import plot_curves
+from training.data import pair_sentences
 from training.length_batches import length_batches
 from training.loop import METRICS_FILE, RunConfig, run
 
@@ -35,10 +42,40 @@ HEAD_FILE = "mlm_head.safetensors"
 
 @dataclass(kw_only=True)
 class MlmConfig(RunConfig):
-    corpus: str
+    corpus: list[str] = dataclasses.field(default_factory=list)
+    pairs: list[str] = dataclasses.field(default_factory=list)
+    exclude: list[str] = dataclasses.field(default_factory=list)
+    dev_size: int = 2000
     lr: float = 5e-5
     max_seq_length: int = 128
     mask_prob: float = 0.15
+
+    def __post_init__(self) -> None:
+        if isinstance(self.corpus, str):  # the one-file form older configs and callers use
+            self.corpus = [self.corpus]
+        if self.dev_size < 0:
+            raise InvalidInputError("dev_size must be >= 0")
+
+
+EVAL_FILE = "mlm_eval.json"
+EVAL_SEED = 1234  # the held-out masks: one draw, the same before and after training
+
+
+def mlm_texts(cfg: MlmConfig) -> tuple[list[str], list[str]]:
+    """(train, held-out) texts: corpus lines and pair sentences, distinct, less ``exclude``."""
+    texts: list[str] = []
+    for path in cfg.corpus:
+        texts.extend(read_texts(path, cfg.skip_bad_lines))
+    texts.extend(pair_sentences(cfg.pairs))
+    excluded = set(pair_sentences(cfg.exclude))
+    texts = [t for t in dict.fromkeys(texts) if t not in excluded]
+    if not texts:
+        raise DataError((cfg.corpus + cfg.pairs or ["(none)"])[0], None, "no text to train on")
+    n_dev = min(cfg.dev_size, len(texts) // 10)  # never more than a tenth of a small corpus
+    held = set(np.random.default_rng(cfg.seed).choice(len(texts), n_dev, replace=False).tolist())
+    train = [t for i, t in enumerate(texts) if i not in held]
+    dev = [t for i, t in enumerate(texts) if i in held]
+    return train, dev
 
 
 def mask_tokens(
@@ -92,7 +129,14 @@ def masked_lm_for(encoder: Encoder) -> Any:
 class MlmTask:
     key_metric: str | None = None
 
-    def __init__(self, cfg: MlmConfig, encoder: Encoder, texts: list[str], max_len: int) -> None:
+    def __init__(
+        self,
+        cfg: MlmConfig,
+        encoder: Encoder,
+        texts: list[str],
+        max_len: int,
+        dev_texts: list[str] | None = None,
+    ) -> None:
         if not 0.0 < cfg.mask_prob < 1.0:
             raise InvalidInputError("mask_prob must be in (0, 1)")
         self.cfg, self.encoder = cfg, encoder
@@ -100,6 +144,8 @@ class MlmTask:
         self.model_max_len = encoder.max_seq_length
         encoder.set_max_seq_length(max_len)
         self.mlm = masked_lm_for(encoder)
+        # The prediction head alone (transform + tied decoder): BERT's ``cls``, RoBERTa's ``lm_head``.
+        self.head: nn.Module = getattr(self.mlm, "cls", None) or self.mlm.lm_head
         self.modules: dict[str, nn.Module] = {"mlm": self.mlm}
         self.encodings = encoder.tokenize(texts)
         self.lengths = np.array([len(e.ids) for e in self.encodings])
@@ -108,6 +154,8 @@ class MlmTask:
         self.mask_id = int(tok.mask_token_id)
         self.vocab_size = int(self.mlm.get_output_embeddings().weight.shape[0])
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.dev_encodings = encoder.tokenize(dev_texts) if dev_texts else []
+        self.last_eval: dict[str, float] = {}
 
     def num_examples(self) -> int:
         return len(self.encodings)
@@ -115,24 +163,54 @@ class MlmTask:
     def batches(self, epoch: int) -> list[np.ndarray]:
         return length_batches(self.lengths, self.cfg.batch_size, self.cfg.seed + epoch)
 
-    def loss(self, batch: np.ndarray) -> tuple[torch.Tensor, int]:
-        feats = self.encoder.collate([self.encodings[i] for i in batch.tolist()])
+    def _forward(
+        self, encodings: list[Any], generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss, logits, labels) over the chosen positions only. The vocabulary projection runs
+        on those 15%, not on every position as ``BertForMaskedLM.forward`` does: with an extended
+        vocabulary (36k rows for Chinese) that projection costs more than the six layers below."""
+        feats = self.encoder.collate(encodings)
         ids = feats["input_ids"].cpu()
         maskable = (feats["attention_mask"].cpu() == 1) & ~torch.isin(ids, self.special)
         inputs, labels = mask_tokens(
-            ids, maskable, self.mask_id, self.vocab_size, self.cfg.mask_prob, self.generator
+            ids, maskable, self.mask_id, self.vocab_size, self.cfg.mask_prob, generator
         )
         dev = self.encoder.device
-        out = self.mlm(
+        hidden = self.mlm.base_model(
             input_ids=inputs.to(dev),
             attention_mask=feats["attention_mask"],
             token_type_ids=feats["token_type_ids"],
-            labels=labels.to(dev),
-        )
-        return out.loss, len(batch)
+        ).last_hidden_state
+        chosen = labels != -100
+        targets = labels[chosen].to(dev)
+        logits = self.head(hidden[chosen.to(dev)])
+        if not len(targets):  # nothing maskable in the batch: a zero that still has a graph
+            return logits.sum() * 0.0, logits, targets
+        return nn.functional.cross_entropy(logits.float(), targets), logits, targets
+
+    def loss(self, batch: np.ndarray) -> tuple[torch.Tensor, int]:
+        loss, _, _ = self._forward([self.encodings[i] for i in batch.tolist()], self.generator)
+        return loss, len(batch)
 
     def evaluate(self) -> dict[str, float]:
-        return {}
+        """Masked-token accuracy and loss on the held-out texts. The masks come from one fixed
+        seed in one fixed order, so every call scores the same positions."""
+        if not self.dev_encodings:
+            return {}
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        correct = total = 0
+        loss_sum = 0.0
+        size = max(self.cfg.batch_size, 32)
+        for start in range(0, len(self.dev_encodings), size):
+            loss, logits, targets = self._forward(self.dev_encodings[start : start + size], generator)
+            n = len(targets)
+            if not n:
+                continue
+            correct += int((logits.argmax(-1) == targets).sum())
+            loss_sum += float(loss) * n
+            total += n
+        self.last_eval = {"masked_accuracy": correct / max(1, total), "masked_loss": loss_sum / max(1, total)}
+        return self.last_eval
 
     def save_model(self, output: Path) -> None:
         train_len = self.encoder.max_seq_length
@@ -153,16 +231,21 @@ class MlmTask:
 def train_mlm(cfg: MlmConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    texts = read_texts(cfg.corpus, cfg.skip_bad_lines)
-    if not texts:
-        raise DataError(cfg.corpus, None, "no text to train on")
+    texts, dev_texts = mlm_texts(cfg)
     encoder = Encoder.load(cfg.model, device)
     task_max = min(cfg.max_seq_length, encoder.max_seq_length)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    task = MlmTask(cfg, encoder, texts, task_max)
-    summary = run(task, cfg, device)
+    task = MlmTask(cfg, encoder, texts, task_max, dev_texts)
+    task.mlm.eval()
+    with torch.inference_mode():
+        before = task.evaluate()
+    summary = run(task, cfg, device)  # evaluates at each epoch end (and every eval_steps)
     plot_curves(output / METRICS_FILE, output / "training_curves.png")
-    summary.update({"texts": len(texts), "output": str(output)})
+    summary.update({"texts": len(texts), "held_out": len(dev_texts), "output": str(output)})
+    if before:
+        summary["before"], summary["after"] = before, task.last_eval
+        report = {k: summary[k] for k in ("texts", "held_out", "steps", "seconds", "before", "after")}
+        (output / EVAL_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return summary

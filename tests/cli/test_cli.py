@@ -143,3 +143,29 @@ def test_eval_retrieval_prints_metrics_and_writes_json(
     assert json.loads(out.read_text())["per_query"]["q0"]["mrr@10"] == 1.0
     assert main([*argv, "--hybrid", "--alpha", "0.5"]) == 0
     assert main([*argv, "--hybrid", "--alpha", "2"]) != 0
+
+
+def test_train_mlm_needs_some_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "mlm", "--output", str(tmp_path / "out")]) == EXIT_ERROR
+    assert "--corpus or --pairs" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_mlm_bad_pair_file_names_the_file_and_line(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("one side\tother side\t1\nno tab on this line\n")
+    argv = [
+        "train",
+        "mlm",
+        "--model",
+        str(tiny_model_dir),
+        "--pairs",
+        str(pairs),
+        "--output",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) == EXIT_DATA
+    err = capsys.readouterr().err
+    assert "pairs.tsv" in err and ":2" in err

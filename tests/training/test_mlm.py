@@ -104,3 +104,61 @@ def test_train_mlm_writes_a_loadable_model(tiny_model_dir: Path, tmp_path: Path)
     assert reloaded.max_seq_length == original.max_seq_length
     assert reloaded.pooling.modes == original.pooling.modes
     assert reloaded.fingerprint != original.fingerprint  # the weights moved
+
+
+def test_mlm_texts_take_pair_sentences_less_the_excluded_and_hold_some_out(tmp_path: Path) -> None:
+    from training.mlm import mlm_texts
+
+    pairs = tmp_path / "pairs.tsv"
+    lines = [f"sentence {i} here\tother {i} there\t1" for i in range(40)]
+    pairs.write_text("\n".join([*lines, lines[0]]) + "\n")  # a repeated line counts once
+    excluded = tmp_path / "dev.tsv"
+    excluded.write_text("sentence 3 here\tnot in the training file\t0\n")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a corpus line\nother 5 there\n")
+    cfg = MlmConfig(
+        model="unused",
+        output="unused",
+        corpus=str(corpus),
+        pairs=[str(pairs)],
+        exclude=[str(excluded)],
+        dev_size=5,
+    )
+    train, dev = mlm_texts(cfg)
+    everything = train + dev
+    assert len(everything) == len(set(everything)) == 80  # 1 corpus line + 79 distinct pair sides
+    assert "sentence 3 here" not in everything and "a corpus line" in everything
+    assert len(dev) == 5 and not set(dev) & set(train)
+    assert mlm_texts(cfg) == (train, dev)  # the held-out draw is the seed's
+
+
+def test_train_mlm_reports_held_out_masked_accuracy_before_and_after(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import json
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES * 5) + "\n" + "\n".join(f"{s} again" for s in SENTENCES) + "\n")
+    out = tmp_path / "mlm"
+    summary = train_mlm(
+        MlmConfig(
+            model=str(tiny_model_dir),
+            corpus=str(corpus),
+            output=str(out),
+            epochs=40,
+            batch_size=4,
+            lr=3e-3,
+            warmup_ratio=0.0,
+            mask_prob=0.3,
+            dev_size=2,
+            precision="fp32",
+            device="cpu",
+            progress=False,
+            checkpoint_steps=0,
+        )
+    )
+    report = json.loads((out / "mlm_eval.json").read_text())
+    assert report["held_out"] == 1 and report["texts"] == 11  # 12 distinct lines, a tenth held out
+    assert report["before"] == summary["before"] and report["after"] == summary["after"]
+    # The held-out masks are the same each time, so the loss moves only because the model did.
+    assert report["after"]["masked_loss"] < report["before"]["masked_loss"]
