@@ -44,6 +44,7 @@ from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.folder import INDEX_FILE, file_digest
 from core.index.manifest import MANIFEST, Manifest
 from core.index.ondisk import IVFDATA_FILE
+from core.index.sharding import check_shard_count, shard_of
 from core.index.vectors import VectorIndex, plan_index
 from core.index.writer import publish_folder
 from core.index.writer_lock import work_dir, writer_lock
@@ -88,9 +89,14 @@ class BuildConfig:
     ray_cpus_per_actor: int = 1
     seed: int = 1234
     progress: bool = True
-    # ivf / ivfpq: fill per-shard IVF indexes and merge their lists on disk (index.ivfdata,
+    # ivf / ivfpq: fill per-chunk IVF indexes and merge their lists on disk (index.ivfdata,
     # mmapped at search time) instead of holding every vector in memory; see indexer.ondisk_merge.
     on_disk: bool = False
+    # Index shards (core.index.sharding; indexer.sharded builds them): 1 is the classic folder.
+    shards: int = 1
+    # Set by indexer.sharded for each shard's own build: only the corpus rows routed to this
+    # shard of ``shards`` are embedded (-1: every row).
+    only_shard: int = -1
 
     def __post_init__(self) -> None:
         if self.engine not in CHUNK_SIZES:
@@ -98,6 +104,9 @@ class BuildConfig:
         if self.chunk_size < 0:
             raise InvalidInputError("--chunk-size must be at least 1")
         self.chunk_size = self.chunk_size or CHUNK_SIZES[self.engine]
+        check_shard_count(self.shards)
+        if not -1 <= self.only_shard < self.shards:
+            raise InvalidInputError(f"shard {self.only_shard} of {self.shards} does not exist")
 
 
 @dataclass
@@ -118,7 +127,7 @@ def _build_key(cfg: BuildConfig, encoder: Encoder, precision: str | None = None)
     """What must be unchanged for an interrupted build's shards to be reused (``precision``:
     the encoder's, unless given)."""
     st = os.stat(cfg.corpus)
-    key = {
+    key: dict[str, Any] = {
         "model": encoder.fingerprint,
         "corpus": str(Path(cfg.corpus).resolve()),
         "size": st.st_size,
@@ -131,6 +140,8 @@ def _build_key(cfg: BuildConfig, encoder: Encoder, precision: str | None = None)
         "skip_bad": cfg.skip_bad_lines,
         "precision": precision or encoder.precision,
     }
+    if cfg.only_shard >= 0:  # (absent otherwise, so an unsharded build's key is as it was)
+        key["shard"] = [cfg.only_shard, cfg.shards]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -212,7 +223,13 @@ class _Work:
         return out
 
 
-def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport:
+def build_index(
+    cfg: BuildConfig, encoder: Encoder | None = None, quality: dict[str, Any] | None = None
+) -> BuildReport:
+    """Build one index folder (``cfg.shards`` 1, or one shard's folder: indexer.sharded builds
+    a sharded one). ``quality``: the drift record of a precision the caller measured."""
+    if cfg.shards > 1 and cfg.only_shard < 0:
+        raise InvalidInputError("a sharded build is indexer.sharded.build_sharded's")
     output = Path(cfg.output).expanduser().resolve()
     if cfg.on_disk and cfg.index_type not in ("auto", *ON_DISK_TYPES):
         raise InvalidInputError(
@@ -233,7 +250,7 @@ def build_index(cfg: BuildConfig, encoder: Encoder | None = None) -> BuildReport
             # that would change the build key and discard every embedded shard. Continue at
             # the precision the interrupted build chose instead.
             precision = _interrupted_precision(cfg, encoder, output) or precision
-        quality: dict[str, Any] = {}
+        quality = dict(quality or {})
         if not given and precision != encoder.precision:
             # The drift is measured on the corpus's own first texts: what the index will hold.
             rows = read_corpus(cfg.corpus, cfg.corpus_format, skip_bad_lines=True)
@@ -264,6 +281,15 @@ def _interrupted_precision(cfg: BuildConfig, encoder: Encoder, output: Path) -> 
             log.info("continuing the interrupted build at precision %s, as it chose", precision)
             return str(precision)
     return None
+
+
+def built_already(cfg: BuildConfig, encoder: Encoder) -> Manifest | None:
+    """The manifest of ``cfg.output`` when a build with this config (same embeddings, same index
+    settings) published it, else None: how a resumed sharded build skips its finished shards."""
+    output = Path(cfg.output).expanduser().resolve()
+    if not _completed(output, _build_key(cfg, encoder), cfg):
+        return None
+    return Manifest.read(output)
 
 
 def _completed(path: Path, key: str, cfg: BuildConfig) -> bool:
@@ -318,6 +344,8 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path, quality: dict[str, 
         log.info("resuming the build in %s: %d documents already embedded", work.path, resumed_from)
     skipped: list[DataError] = []
     rows = read_corpus(cfg.corpus, cfg.corpus_format, cfg.skip_bad_lines, skipped)
+    if cfg.only_shard >= 0:
+        rows = (r for r in rows if shard_of(r.doc.id, cfg.shards) == cfg.only_shard)
     embed, cleanup = _embedder(cfg, encoder)
     chunks = _chunks(rows, resumed_from, cfg.chunk_size)
     items: Iterator[tuple[list[CorpusRow], Any]]
@@ -340,7 +368,7 @@ def _build(cfg: BuildConfig, encoder: Encoder, output: Path, quality: dict[str, 
         bar.close()
         cleanup()
     total = work.state["rows_done"]
-    if total == 0:
+    if total == 0 and cfg.only_shard < 0:  # (a shard may be empty: indexer.sharded checks the whole)
         work.store.close()
         shutil.rmtree(work.path, ignore_errors=True)
         raise DataError(

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.index.sharding import ShardedManifest
 from core.precision_names import PRECISIONS
 
 if TYPE_CHECKING:
     from indexer.build import BuildReport
+    from indexer.sharded import ShardedBuildReport
 
 
 def add_commands(
@@ -95,6 +97,13 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--ray-actors", type=int, default=2, help="actors, one model each")
     p.add_argument("--ray-cpus-per-actor", type=int, default=1)
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="split the index into this many shard folders, each document in the one a stable hash "
+        "of its id names (default 1: one ordinary index folder)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_build)
 
@@ -102,6 +111,7 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _cmd_build(args: argparse.Namespace) -> int:
     from core.defaults import default_model_dir
     from indexer.build import BuildConfig, build_index
+    from indexer.sharded import build_sharded
 
     cfg = BuildConfig(
         model=args.model or str(default_model_dir()),
@@ -124,8 +134,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
         ray_actors=args.ray_actors,
         ray_cpus_per_actor=args.ray_cpus_per_actor,
         progress=not args.no_progress,
+        shards=args.shards,
     )
-    report = build_index(cfg)
+    report = build_sharded(cfg) if cfg.shards > 1 else build_index(cfg)
     if report.resumed_from:
         print(f"resumed: {report.resumed_from} documents were already embedded", file=sys.stderr)
     for err in report.skipped[:20]:
@@ -136,8 +147,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary(report: BuildReport, output: str | Path) -> str:
+def summary(report: BuildReport | ShardedBuildReport, output: str | Path) -> str:
     m = report.manifest
+    if isinstance(m, ShardedManifest):
+        counts = ", ".join(str(r.documents) for r in report.shards)  # type: ignore[union-attr]
+        return (
+            f"indexed {report.documents} documents in {report.seconds:.1f} s "
+            f"({report.docs_per_s:.1f} docs/s) -> {Path(output).resolve()} "
+            f"({m.shards} shards of {counts} documents, generation {m.generation}, dim {m.dim})"
+        )
     return (
         f"indexed {report.documents} documents in {report.seconds:.1f} s "
         f"({report.docs_per_s:.1f} docs/s) -> {Path(output).resolve()} "
@@ -223,6 +241,11 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_compact(args: argparse.Namespace) -> int:
     from indexer.update import compact
 
-    m = compact(args.index)
-    print(f"compacted to {m.count} documents (generation {m.generation})")
+    manifests = compact(args.index)
+    documents = sum(m.count for m in manifests)
+    if len(manifests) == 1:
+        print(f"compacted to {documents} documents (generation {manifests[0].generation})")
+    else:
+        generations = ", ".join(str(m.generation) for m in manifests)
+        print(f"compacted {len(manifests)} shards to {documents} documents (generations {generations})")
     return 0

@@ -15,6 +15,22 @@ from core.index.doc_store import DOCS_FILE, DocStore
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# A top-level manifest over shard folders (core.index.sharding) says so in its "kind".
+SHARDED_KIND = "sharded"
+
+
+def read_raw_manifest(folder: Path) -> dict[str, Any]:
+    """A folder's manifest.json as a JSON object (an index's, or a sharded index's top level)."""
+    path = folder / MANIFEST
+    if not path.exists():
+        raise IndexFormatError(f"{folder}: no {MANIFEST}; not a published index folder")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IndexFormatError(f"{path}: invalid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise IndexFormatError(f"{path}: expected a JSON object")
+    return raw
 
 
 def utc_now() -> str:
@@ -68,14 +84,12 @@ class Manifest:
     @classmethod
     def read(cls, folder: Path) -> Manifest:
         path = folder / MANIFEST
-        if not path.exists():
-            raise IndexFormatError(f"{folder}: no {MANIFEST}; not a published index folder")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise IndexFormatError(f"{path}: invalid JSON ({exc})") from exc
-        if not isinstance(raw, dict):
-            raise IndexFormatError(f"{path}: expected a JSON object")
+        raw = read_raw_manifest(folder)
+        if raw.get("kind") == SHARDED_KIND:
+            raise IndexFormatError(
+                f"{folder}: a sharded index of {raw.get('shards')} shards, which this command does not "
+                "open (index stats, add, delete and compact take it)"
+            )
         if raw.get("format_version") != FORMAT_VERSION:
             raise IndexFormatError(
                 f"{path}: format_version {raw.get('format_version')!r} is not supported "

@@ -73,7 +73,7 @@ def test_add_upsert_delete_compact(
         assert len(hits) == 33  # k hits still come back although tombstones sit in the way (HNSW)
     before = stats(out)
     assert before["tombstones"] == 2  # doc 31 was in the log: a replay loads only live vectors
-    manifest = compact(out)
+    (manifest,) = compact(out)
     after = stats(out)
     assert after["tombstones"] == 0 and after["documents"] == 33 == manifest.count
     # compaction folds generation G into a base of generation G: no new content, a new base
