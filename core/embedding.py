@@ -29,6 +29,7 @@ from core.errors import InvalidInputError, PrecisionDriftError
 from core.index.doc_store import DocStore
 from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
+from core.index.sharded_folder import ShardedFolder
 from core.precision import CALIBRATION_TEXTS, DEFAULT_MAX_DRIFT, choose_precision, cosine_agreement
 from core.unit_vectors import unit_rows
 
@@ -76,7 +77,7 @@ def index_texts(store: DocStore, n: int = 32) -> list[str]:
 
 
 def encoder_for_index(
-    folder: IndexFolder,
+    folder: IndexFolder | ShardedFolder,
     model: str | Path | None = None,
     device: str = "auto",
     precision: str = "index",

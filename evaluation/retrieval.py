@@ -21,9 +21,10 @@ import pytrec_eval
 from core.cross_encoder import CrossEncoder, rerank_order
 from core.embedding import encoder_for_index, query_vectors
 from core.encoder import Encoder
-from core.errors import DataError, InvalidInputError
+from core.errors import DataError, InvalidInputError, UnsupportedError
 from core.fusion_names import DEFAULT_FUSION
 from core.index.folder import Hit, IndexFolder
+from core.index.sharded_folder import ShardedFolder, open_for_search
 from core.smart import read_smart
 from core.textfile import iter_lines
 
@@ -114,7 +115,7 @@ def _hits(hits: Sequence[Hit]) -> list[tuple[str, float]]:
 
 
 def evaluate(
-    folder: IndexFolder,
+    folder: IndexFolder | ShardedFolder,
     encoder: Encoder | None,
     queries: dict[str, str],
     qrels: dict[str, dict[str, int]],
@@ -138,6 +139,8 @@ def evaluate(
     started = time.perf_counter()
     ranked: dict[str, list[tuple[str, float]]] = {}
     if mode == "bm25":
+        if isinstance(folder, ShardedFolder):
+            raise UnsupportedError("mode bm25 alone does not take a sharded index yet: use dense or hybrid")
         lexical = folder.lexical()
         for qid, found in zip(judged, lexical.search(texts, DEPTH), strict=True):
             docs = folder.store.get_many(found.iids.tolist())
@@ -208,7 +211,7 @@ def evaluate_files(
     """:func:`evaluate` on files, with the encoder set up as ``semsearch serve`` sets it up
     (core.embedding): the index's model, checked, at ``precision`` (by default the index's own,
     measured on its documents), and the reranker at ``reranker_precision``."""
-    folder = IndexFolder.open(index)
+    folder = open_for_search(index)
     try:
         encoder = None
         if mode != "bm25":

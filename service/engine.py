@@ -38,12 +38,15 @@ from core.index.doc_store import Document
 from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import recover
+from core.index.sharded_folder import ShardedFolder, open_for_search
+from core.index.sharding import is_sharded, shard_paths
 from core.unit_vectors import l2_normalise
 from service.live_index import LiveIndex, WriteResult
 from service.metrics import Metrics
 from service.micro_batcher import MicroBatcher
 from service.reranker import Reranker
 from service.settings import Settings
+from service.sharded_live import ShardedLiveIndex
 
 log = logging.getLogger(__name__)
 DEFAULT_K = 10
@@ -66,7 +69,7 @@ class SearchEngine:
     def __init__(
         self,
         encoder: Encoder,
-        index: IndexFolder,
+        index: IndexFolder | ShardedFolder,
         settings: Settings,
         metrics: Metrics | None = None,
         cross_encoder: CrossEncoder | None = None,
@@ -90,13 +93,16 @@ class SearchEngine:
                 settings.compact_delta_ratio, settings.compact_deleted_ratio, settings.compact_min_vectors
             )
         )
-        self.index = LiveIndex(
-            index,
+        live = (
             self._check_manifest,
             settings.write_busy_timeout_s,
             self._swapped,
             policy,
             settings.bm25_refresh_wait_ms / 1000,
+        )
+        # A sharded folder: one LiveIndex per shard behind the same interface (service.sharded_live).
+        self.index: LiveIndex | ShardedLiveIndex = (
+            ShardedLiveIndex(index, *live) if isinstance(index, ShardedFolder) else LiveIndex(index, *live)
         )
         self._swapped(index)
         s = settings
@@ -132,9 +138,11 @@ class SearchEngine:
             threads,
             available_cpus(),
         )
-        if not settings.read_only:
-            recover(settings.index_dir)  # before this process opens docs.sqlite (its WAL checked)
-        index = IndexFolder.open(settings.index_dir)
+        sharded = is_sharded(settings.index_dir)
+        if not settings.read_only:  # before this process opens docs.sqlite (its WAL checked)
+            for path in shard_paths(settings.index_dir) if sharded else [settings.index_dir]:
+                recover(path)
+        index = open_for_search(settings.index_dir)
         try:
             encoder = load_for_index(index.manifest, index.path, settings.model_dir, settings.device)
             cross = (
@@ -158,7 +166,7 @@ class SearchEngine:
             self.encoder.fingerprint, self.encoder.dim, self.index_path, self.encoder.max_seq_length
         )
 
-    def _swapped(self, folder: IndexFolder) -> None:
+    def _swapped(self, folder: IndexFolder | ShardedFolder) -> None:
         self.metrics.set_index(folder.count, folder.generation)
 
     @property
@@ -295,7 +303,7 @@ class SearchEngine:
         self.check_hits(len(queries), k)
         encoded = await self.encode(queries, what)
 
-        def run(snapshot: IndexFolder, vectors: np.ndarray) -> list[list[Hit]]:
+        def run(snapshot: IndexFolder | ShardedFolder, vectors: np.ndarray) -> list[list[Hit]]:
             if not hybrid:
                 return snapshot.search(vectors, k, params, where)
             return [

@@ -8,7 +8,7 @@ import logging
 import uvicorn
 
 from core.encoder import Encoder
-from core.index.folder import IndexFolder
+from core.index.sharded_folder import open_for_search
 from service.app import create_app
 from service.engine import SearchEngine
 from service.settings import Settings
@@ -21,7 +21,7 @@ def serve(settings: Settings, encoder: Encoder | None = None) -> None:
     if encoder is None or settings.index_dir is None:
         engine = SearchEngine.load(settings)
     else:
-        engine = SearchEngine(encoder, IndexFolder.open(settings.index_dir), settings)
+        engine = SearchEngine(encoder, open_for_search(settings.index_dir), settings)
     log.info(
         "model %s (%s, dim %d) on %s; index %s (%d documents)",
         engine.encoder.source,

@@ -144,6 +144,24 @@ def write_jsonl(path: Path, docs: list[dict[str, Any]]) -> Path:
     return path
 
 
+def build_single_and_sharded(
+    root: Path, model: Path, corpus: Path, encoder: Any, shards: int = 3
+) -> tuple[Path, Path]:
+    """One flat index of ``corpus`` and a flat sharded one of it (fp32): what a sharded reader is
+    compared with."""
+    from indexer.build import BuildConfig, build_index
+    from indexer.sharded import build_sharded
+
+    def cfg(out: Path, **kw: Any) -> BuildConfig:
+        return BuildConfig(
+            model=str(model), corpus=str(corpus), output=str(out), progress=False, precision="fp32", **kw
+        )
+
+    build_index(cfg(root / "single"), encoder)
+    build_sharded(cfg(root / "sharded", shards=shards), encoder)
+    return root / "single", root / "sharded"
+
+
 def _tiny_tokenizer(vocab_dir: Path) -> Any:
     import transformers
 

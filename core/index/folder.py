@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import IndexFormatError, InvalidInputError
-from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS
+from core.errors import IndexFormatError
+from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION
 from core.index.doc_store import DOCS_FILE, DocStore, Document
-from core.index.lexical import LexicalIndex, SharedLexical, mix, rrf
+from core.index.lexical import LexicalIndex, Ranked, SharedLexical, check_fusion, mix, rrf
 from core.index.manifest import Manifest, same_publication
 from core.index.ondisk import read_on_disk
 from core.index.segments import SegmentSet
@@ -256,31 +256,50 @@ class IndexFolder:
         """Dense and BM25 candidates (``depth`` each), fused by ``fusion``: ``convex``
         (``alpha``-weighted min-max normalised scores, :data:`DEFAULT_ALPHA` unless given) or
         ``rrf`` (reciprocal rank, no alpha); see core.index.lexical."""
-        if fusion not in FUSIONS:
-            raise InvalidInputError(f"unknown fusion {fusion!r}; use {' or '.join(FUSIONS)}")
-        if fusion == "rrf" and alpha is not None:
-            raise InvalidInputError("alpha weighs a convex fusion: rrf takes no alpha")
+        check_fusion(fusion, alpha)
         n = max(k, depth)
-        merged = self._params(params)
-        matches = self.store.matching_iids(where) if where else None
-        if matches is not None:
-            d_iids = self._ranked_filtered(query, n, merged, matches)[1]
-        else:
-            d_iids = self.segments.search(query.reshape(1, -1), n, merged)[1][0]
-            d_iids = d_iids[d_iids >= 0]
-        lexical = self.lexical()
-        bm25 = lexical.search([text], n, matches)[0]
+        dense_c, lexical, bm25 = self.hybrid_candidates(query, text, n, params, where)
+        d_iids = dense_c.iids
         if fusion == "rrf":
             fused = rrf([d_iids, bm25.iids], n)
         else:
             union = np.unique(np.concatenate([d_iids, bm25.iids]))
             if len(union) == 0:
                 return []
-            dense = self.segments.reconstruct(union) @ query.reshape(-1)
+            dense, lex = self.fusion_scores(query, text, union, lexical)
             weight = DEFAULT_ALPHA if alpha is None else alpha
-            fused = mix(union, dense, lexical.scores_for(text, union), weight, n)
+            fused = mix(union, dense, lex, weight, n)
         # Both candidate lists hold live ids only: the top k is all that is read from SQLite.
         return self._hits(fused.scores[None, :k], fused.iids[None, :k], k)[0]
+
+    def hybrid_candidates(
+        self,
+        query: np.ndarray,
+        text: str,
+        n: int,
+        params: dict[str, Any] | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> tuple[Ranked, LexicalIndex, Ranked]:
+        """Hybrid search's two candidate lists, ``n`` each, best first: (dense, the BM25 index
+        searched, BM25). A sharded index fuses every shard's lists (core.index.sharded_folder)."""
+        merged = self._params(params)
+        matches = self.store.matching_iids(where) if where else None
+        if matches is not None:
+            d_scores, d_iids = self._ranked_filtered(query, n, merged, matches)
+        else:
+            scores, ids = self.segments.search(query.reshape(1, -1), n, merged)
+            keep = ids[0] >= 0
+            d_scores, d_iids = scores[0][keep], ids[0][keep]
+        lexical = self.lexical()
+        bm25 = lexical.search([text], n, matches)[0]
+        return Ranked(d_iids, d_scores), lexical, bm25
+
+    def fusion_scores(
+        self, query: np.ndarray, text: str, iids: np.ndarray, lexical: LexicalIndex
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(dense, BM25) scores of these candidates: a candidate that only one side found gets
+        its true score on the other side, from the stored vector or the full BM25 scores."""
+        return self.segments.reconstruct(iids) @ query.reshape(-1), lexical.scores_for(text, iids)
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})

@@ -27,6 +27,8 @@ from typing import Any
 import bm25s
 import numpy as np
 
+from core.errors import InvalidInputError
+from core.fusion_names import FUSIONS
 from core.index.doc_store import DocStore
 
 log = logging.getLogger(__name__)
@@ -218,6 +220,14 @@ class SharedLexical:
                 self._wanted = None
             self._built.notify_all()
             self._start()
+
+
+def check_fusion(fusion: str, alpha: float | None) -> None:
+    """A fusion this module knows, and an ``alpha`` only where it weighs something."""
+    if fusion not in FUSIONS:
+        raise InvalidInputError(f"unknown fusion {fusion!r}; use {' or '.join(FUSIONS)}")
+    if fusion == "rrf" and alpha is not None:
+        raise InvalidInputError("alpha weighs a convex fusion: rrf takes no alpha")
 
 
 def rrf(rankings: Sequence[np.ndarray], k: int) -> Ranked:

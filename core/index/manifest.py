@@ -87,8 +87,8 @@ class Manifest:
         raw = read_raw_manifest(folder)
         if raw.get("kind") == SHARDED_KIND:
             raise IndexFormatError(
-                f"{folder}: a sharded index of {raw.get('shards')} shards, which this command does not "
-                "open (index stats, add, delete and compact take it)"
+                f"{folder}: a sharded index of {raw.get('shards')} shards, not one index folder "
+                "(core.index.sharded_folder opens it for search; each shard-NNN folder in it is one)"
             )
         if raw.get("format_version") != FORMAT_VERSION:
             raise IndexFormatError(

@@ -115,3 +115,9 @@ def is_sharded(folder: str | Path) -> bool:
         return read_raw_manifest(Path(folder)).get("kind") == SHARDED
     except IndexFormatError:
         return False
+
+
+def shard_paths(folder: str | Path) -> list[Path]:
+    """The shard folders of a sharded index."""
+    path = Path(folder)
+    return ShardedManifest.read(path).shard_paths(path)

@@ -75,10 +75,13 @@ def search(limit):
     ix.search(np.random.rand(64, 64).astype('float32'), 5)
     return len(os.listdir('/proc/self/task'))
 def on_thread(limit):
-    out = []
-    t = threading.Thread(target=lambda: out.append(search(limit))); t.start()
+    out, go = [], threading.Event()
+    def run():
+        go.wait()  # counted first: the search's workers cannot be in the count before it
+        out.append(search(limit))
+    t = threading.Thread(target=run); t.start()
     before = len(os.listdir('/proc/self/task'))
-    t.join()
+    go.set(); t.join()
     return out[0], before
 print(*on_thread(True), *on_thread(False))
 """

@@ -217,3 +217,37 @@ def test_fresh_discards_the_finished_shards_of_an_interrupted_build(
     built.clear()
     build_sharded(_cfg(tiny_model_dir, tiny_corpus, out, shards=2, resume=False), tiny_encoder)
     assert built == [0, 1] and stats(out)["documents"] == 50
+
+
+def test_eval_retrieval_takes_a_sharded_index(
+    tmp_path: Path, tiny_model_dir: Path, tiny_corpus: Path, tiny_docs: list[dict[str, Any]], capsys
+) -> None:
+    queries = tmp_path / "q.tsv"
+    queries.write_text("".join(f"q{i}\t{d['text']}\n" for i, d in enumerate(tiny_docs[::4])))
+    qrels = tmp_path / "qrels.trec"
+    qrels.write_text("".join(f"q{i} 0 {d['id']} 1\n" for i, d in enumerate(tiny_docs[::4])))
+    reports = {}
+    for shards in ("1", "3"):
+        index = tmp_path / f"idx{shards}"
+        build = ["index", "build", "--model", str(tiny_model_dir), "--corpus", str(tiny_corpus)]
+        assert (
+            main([*build, "--output", str(index), "--shards", shards, "--precision", "fp32", "--no-progress"])
+            == 0
+        )
+        out = tmp_path / f"eval{shards}.json"
+        argv = ["eval", "retrieval", "--index", str(index), "--queries", str(queries), "--qrels", str(qrels)]
+        assert main([*argv, "--output", str(out)]) == 0
+        reports[shards] = json.loads(out.read_text())["per_query"]
+    assert reports["3"] == reports["1"]  # the same rankings, query by query
+    argv = [
+        "eval",
+        "retrieval",
+        "--index",
+        str(tmp_path / "idx3"),
+        "--queries",
+        str(queries),
+        "--qrels",
+        str(qrels),
+    ]
+    assert main([*argv, "--mode", "bm25"]) != 0
+    assert "does not take a sharded index" in capsys.readouterr().err

@@ -1,0 +1,191 @@
+"""A sharded index opened for search: one :class:`IndexFolder` snapshot per shard, searched
+together and merged as if they were one index.
+
+- Dense search: every shard's top k, merged by score. With exact (flat) shards that is exactly
+  the top k of one flat index of the same documents; with a metadata filter too, since each
+  shard applies it to its own documents.
+- Hybrid search: every shard's dense and BM25 candidates are merged into one dense and one BM25
+  list (``depth`` each, as one index has), then fused once over the union, so the min-max
+  normalisation and RRF's ranks are the whole index's. What is not global yet is BM25's corpus
+  statistics: each shard scores with its own document frequencies and mean length, which the
+  routing hash makes close to, not equal to, the whole corpus's.
+- A document is read from the one shard its id routes to.
+
+Each shard's snapshot is one generation of that shard; a snapshot of the whole is the shards'
+snapshots taken together, with no atomicity across shards (what a reader may see during a
+write that spans shards: core.index.sharding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import IndexFormatError
+from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION
+from core.index.doc_store import DocStore, Document
+from core.index.folder import HYBRID_DEPTH, Hit, IndexFolder
+from core.index.lexical import check_fusion, mix, rrf
+from core.index.manifest import Manifest
+from core.index.sharding import ShardedManifest
+
+
+def _top(scores: np.ndarray, gids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``n`` by score, ties in the order given (shard order, then each shard's own)."""
+    order = np.argsort(-scores, kind="stable")[:n]
+    return scores[order], gids[order]
+
+
+class ShardedFolder:
+    def __init__(self, path: Path, top: ShardedManifest, shards: Sequence[IndexFolder]) -> None:
+        if len(shards) != top.shards:
+            raise IndexFormatError(f"{path}: {top.shards} shards in the manifest, {len(shards)} opened")
+        self.path = path
+        self.top = top
+        self.shards = list(shards)
+
+    @classmethod
+    def open(cls, path: str | Path) -> ShardedFolder:
+        path = Path(path).expanduser()
+        top = ShardedManifest.read(path)
+        shards: list[IndexFolder] = []
+        try:
+            for shard_path in top.shard_paths(path):
+                shards.append(IndexFolder.open(shard_path))
+            check_same_model(shards)
+        except BaseException:
+            for shard in shards:
+                shard.close()
+            raise
+        return cls(path, top, shards)
+
+    def with_shard(self, i: int, snapshot: IndexFolder) -> ShardedFolder:
+        """The same shards, shard ``i`` at a newer snapshot (the others' objects are shared)."""
+        shards = list(self.shards)
+        shards[i] = snapshot
+        return ShardedFolder(self.path, self.top, shards)
+
+    # ------------------------------------------------------------ what callers read
+    @property
+    def manifest(self) -> Manifest:
+        """Shard 0's: every shard was made by one model at one precision (checked at open)."""
+        return self.shards[0].manifest
+
+    @property
+    def count(self) -> int:
+        return sum(s.count for s in self.shards)
+
+    @property
+    def generation(self) -> int:
+        """The sum of the shards' generations: it grows with every write to any shard."""
+        return sum(s.generation for s in self.shards)
+
+    @property
+    def store(self) -> DocStore:
+        """The store of the largest shard (a sample of the documents, for measuring precision)."""
+        return max(self.shards, key=lambda s: s.count).store
+
+    def get(self, doc_id: str) -> Document | None:
+        return self.shards[self.top.route(doc_id)].get(doc_id)
+
+    def close(self) -> None:
+        for shard in self.shards:
+            shard.close()
+
+    # ------------------------------------------------------------ search
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        params: dict[str, Any] | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> list[list[Hit]]:
+        per_shard = [shard.search(queries, k, params, where) for shard in self.shards]
+        merged: list[list[Hit]] = []
+        for q in range(len(np.atleast_2d(queries))):
+            hits = [h for shard_hits in per_shard for h in shard_hits[q]]
+            hits.sort(key=lambda h: -h.score)  # stable: ties stay in shard order
+            merged.append(hits[:k])
+        return merged
+
+    def search_hybrid(
+        self,
+        query: np.ndarray,
+        text: str,
+        k: int,
+        params: dict[str, Any] | None = None,
+        where: dict[str, Any] | None = None,
+        alpha: float | None = None,
+        depth: int = HYBRID_DEPTH,
+        fusion: str = DEFAULT_FUSION,
+    ) -> list[Hit]:
+        """As :meth:`IndexFolder.search_hybrid` over the whole index (see the module doc)."""
+        check_fusion(fusion, alpha)
+        n = max(k, depth)
+        size = len(self.shards)
+        # A candidate's global id: its int id in its shard, times the shard count, plus the shard.
+        found = [shard.hybrid_candidates(query, text, n, params, where) for shard in self.shards]
+        _, d_gids = _top(
+            np.concatenate([c[0].scores for c in found]),
+            np.concatenate([c[0].iids * size + i for i, c in enumerate(found)]),
+            n,
+        )
+        _, b_gids = _top(
+            np.concatenate([c[2].scores for c in found]),
+            np.concatenate([c[2].iids * size + i for i, c in enumerate(found)]),
+            n,
+        )
+        if fusion == "rrf":
+            fused = rrf([d_gids, b_gids], n)
+        else:
+            union = np.unique(np.concatenate([d_gids, b_gids]))
+            if len(union) == 0:
+                return []
+            dense = np.empty(len(union), np.float32)
+            lexical = np.empty(len(union), np.float32)
+            for i, (shard, (_d, lex_index, _b)) in enumerate(zip(self.shards, found, strict=True)):
+                mine = union % size == i
+                if mine.any():
+                    dense[mine], lexical[mine] = shard.fusion_scores(
+                        query, text, union[mine] // size, lex_index
+                    )
+            weight = DEFAULT_ALPHA if alpha is None else alpha
+            fused = mix(union, dense, lexical, weight, n)
+        return self._hits(fused.iids[:k], fused.scores[:k])
+
+    def _hits(self, gids: np.ndarray, scores: np.ndarray) -> list[Hit]:
+        size = len(self.shards)
+        docs: dict[int, Document] = {}
+        for i, shard in enumerate(self.shards):
+            mine = [int(g) for g in gids if g % size == i]
+            if mine:
+                found = shard.store.get_many(sorted(g // size for g in mine))
+                docs.update({g: found[g // size] for g in mine if g // size in found})
+        return [
+            Hit(docs[int(g)].id, float(s), docs[int(g)].text, docs[int(g)].metadata)
+            for g, s in zip(gids, scores, strict=True)
+            if int(g) in docs
+        ]
+
+
+def check_same_model(shards: Sequence[IndexFolder]) -> None:
+    """Every shard from one model at one precision: their vectors are compared with each other."""
+    first = shards[0].manifest
+    for shard in shards[1:]:
+        m = shard.manifest
+        if (m.model_fingerprint, m.dim, m.precision) != (first.model_fingerprint, first.dim, first.precision):
+            raise IndexFormatError(
+                f"{shard.path}: made by model {m.model_fingerprint[:12]} at {m.precision}, but "
+                f"{shards[0].path} by {first.model_fingerprint[:12]} at {first.precision}: "
+                "the shards of one index must come from one build"
+            )
+
+
+def open_for_search(path: str | Path) -> IndexFolder | ShardedFolder:
+    """An index folder opened for search, sharded or not."""
+    from core.index.sharding import is_sharded
+
+    return ShardedFolder.open(path) if is_sharded(path) else IndexFolder.open(path)
