@@ -14,6 +14,7 @@ import numpy as np
 
 from core.errors import IndexFormatError
 from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION
+from core.index.bm25 import TermStats
 from core.index.doc_store import DOCS_FILE, DocStore, Document
 from core.index.lexical import LexicalIndex, Ranked, SharedLexical, check_fusion, mix, rrf
 from core.index.manifest import Manifest, same_publication
@@ -279,9 +280,12 @@ class IndexFolder:
         n: int,
         params: dict[str, Any] | None = None,
         where: dict[str, Any] | None = None,
+        lexical: LexicalIndex | None = None,
+        stats: TermStats | None = None,
     ) -> tuple[Ranked, LexicalIndex, Ranked]:
         """Hybrid search's two candidate lists, ``n`` each, best first: (dense, the BM25 index
-        searched, BM25). A sharded index fuses every shard's lists (core.index.sharded_folder)."""
+        searched, BM25). A sharded index fuses every shard's lists, BM25 scored with the whole
+        index's ``stats`` in the shard's own ``lexical`` index (core.index.sharded_folder)."""
         merged = self._params(params)
         matches = self.store.matching_iids(where) if where else None
         if matches is not None:
@@ -290,16 +294,24 @@ class IndexFolder:
             scores, ids = self.segments.search(query.reshape(1, -1), n, merged)
             keep = ids[0] >= 0
             d_scores, d_iids = scores[0][keep], ids[0][keep]
-        lexical = self.lexical()
-        bm25 = lexical.search([text], n, matches)[0]
+        lexical = lexical or self.lexical()
+        bm25 = lexical.search([text], n, matches, stats)[0]
         return Ranked(d_iids, d_scores), lexical, bm25
 
     def fusion_scores(
-        self, query: np.ndarray, text: str, iids: np.ndarray, lexical: LexicalIndex
+        self,
+        query: np.ndarray,
+        text: str,
+        iids: np.ndarray,
+        lexical: LexicalIndex,
+        stats: TermStats | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(dense, BM25) scores of these candidates: a candidate that only one side found gets
-        its true score on the other side, from the stored vector or the full BM25 scores."""
-        return self.segments.reconstruct(iids) @ query.reshape(-1), lexical.scores_for(text, iids)
+        its true score on the other side, from the stored vector or the full BM25 scores. The
+        dense ones in float64: min-max over a narrow span magnifies float32's last bit, whose
+        value depends on how many rows one product takes (one index's, or a shard's, share)."""
+        vectors = self.segments.reconstruct(iids).astype(np.float64)
+        return vectors @ query.reshape(-1).astype(np.float64), lexical.scores_for(text, iids, stats)
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})

@@ -1,4 +1,5 @@
-"""BM25 over an index folder's documents (the ``bm25s`` library), and its fusion with dense search.
+"""BM25 over an index folder's documents (bm25s's tokenizer, core.index.bm25's scorer), and its
+fusion with dense search.
 
 A :class:`LexicalIndex` is built from the live rows of one generation of ``docs.sqlite``; it is
 in memory only, so it can never disagree with the documents it was built from. Fusion has two
@@ -18,6 +19,7 @@ nDCG@10 0.8003 against RRF's 0.7946 and dense's 0.7875 (ADI: 0.5422, 0.5235, 0.4
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -29,6 +31,7 @@ import numpy as np
 
 from core.errors import InvalidInputError
 from core.fusion_names import FUSIONS
+from core.index.bm25 import Postings, TermStats
 from core.index.doc_store import DocStore
 
 log = logging.getLogger(__name__)
@@ -55,92 +58,118 @@ def _stemmer() -> Any:
 class Ranked:
     iids: np.ndarray  # int64, best first
     scores: np.ndarray  # float32
+    # BM25's order among equal scores (tie_keys): merging shards' lists orders ties by it too
+    ties: np.ndarray | None = None
+
+
+def tie_keys(doc_ids: Sequence[str]) -> np.ndarray:
+    """A key per document that orders equal BM25 scores the same way however the index is laid
+    out (one folder or shards, whose int ids differ): a hash of the external id."""
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(d.encode("utf-8"), digest_size=8).digest(), "big") >> 1
+            for d in doc_ids
+        ],
+        dtype=np.int64,
+    )
 
 
 class LexicalIndex:
-    def __init__(self, iids: np.ndarray, retriever: bm25s.BM25, stemmer: Any) -> None:
-        self.iids = iids  # bm25s document index -> our int id
+    """BM25 over one generation's documents: bm25s's tokenizer (its stemmer and stop words, our
+    token pattern) and core.index.bm25's scorer, which scores with the statistics it is given:
+    a shard's searches pass the whole index's (core.index.sharded_folder)."""
+
+    def __init__(
+        self, iids: np.ndarray, postings: Postings, stemmer: Any, ties: np.ndarray | None = None
+    ) -> None:
+        self.iids = iids  # row -> our int id
         self.row = {int(iid): i for i, iid in enumerate(iids)}
-        self.retriever = retriever
+        self.postings = postings
         self.stemmer = stemmer
+        self.ties = iids if ties is None else ties  # row -> tie key (tie_keys; else the int id)
 
     @classmethod
     def build(cls, store: DocStore) -> LexicalIndex:
         """From every document live at the store's pinned generation."""
         iids: list[int] = []
         texts: list[str] = []
+        doc_ids: list[str] = []
         for batch in store.iter_live():
             for iid, doc in batch:
                 iids.append(iid)
                 texts.append(doc.text)
-        return cls.from_texts(iids, texts)
+                doc_ids.append(doc.id)
+        return cls.from_texts(iids, texts, doc_ids)
 
     @classmethod
-    def from_texts(cls, iids: Sequence[int], texts: Sequence[str]) -> LexicalIndex:
-        """Over ``texts``, searched results named by ``iids``."""
+    def from_texts(
+        cls, iids: Sequence[int], texts: Sequence[str], doc_ids: Sequence[str] | None = None
+    ) -> LexicalIndex:
+        """Over ``texts``, searched results named by ``iids``; ``doc_ids`` (the external ids)
+        order tied scores as every layout of the same documents does."""
         stemmer = _stemmer()
-        retriever = bm25s.BM25()
-        if texts:
-            tokens = bm25s.tokenize(
-                list(texts),
-                token_pattern=TOKEN_PATTERN,
-                stopwords=STOPWORDS,
-                stemmer=stemmer,
-                show_progress=False,
-            )
-            retriever.index(tokens, show_progress=False)
+        postings = Postings.build(_tokenize(texts, stemmer) if texts else [])
         log.info("BM25 index over %d documents", len(texts))
-        return cls(np.asarray(iids, dtype=np.int64), retriever, stemmer)
+        ties = tie_keys(doc_ids) if doc_ids is not None else None
+        return cls(np.asarray(iids, dtype=np.int64), postings, stemmer, ties)
 
     @property
     def count(self) -> int:
         return len(self.iids)
 
-    def _tokens(self, queries: Sequence[str]) -> list[list[str]]:
-        out: Any = bm25s.tokenize(
-            list(queries),
-            token_pattern=TOKEN_PATTERN,
-            stopwords=STOPWORDS,
-            stemmer=self.stemmer,
-            return_ids=False,
-            show_progress=False,
-        )
-        return [list(q) for q in out]
+    def tokens(self, query: str) -> list[str]:
+        return _tokenize([query], self.stemmer)[0]
 
-    def _mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
-        if allowed is None:
-            return None
-        mask = np.zeros(self.count, dtype=np.float32)
-        rows = [self.row[int(i)] for i in allowed if int(i) in self.row]
-        mask[rows] = 1.0
-        return mask
+    def stats(self, query: str) -> TermStats:
+        """This index's share of the statistics ``query`` is scored with."""
+        return self.postings.stats(self.tokens(query))
 
-    def search(self, queries: Sequence[str], k: int, allowed: np.ndarray | None = None) -> list[Ranked]:
+    def search(
+        self,
+        queries: Sequence[str],
+        k: int,
+        allowed: np.ndarray | None = None,
+        stats: TermStats | None = None,
+    ) -> list[Ranked]:
         """Top-k documents by BM25 per query, only those with a positive score (sharing a term).
-        ``allowed``: int ids a filter lets through (None: all)."""
-        if self.count == 0:
-            return [Ranked(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in queries]
-        k = min(k, self.count)
-        docs, scores = self.retriever.retrieve(
-            self._tokens(queries), k=k, show_progress=False, weight_mask=self._mask(allowed), n_threads=1
-        )
+        ``allowed``: int ids a filter lets through (None: all). ``stats``: the corpus statistics
+        to score with (one query only; default: this index's own)."""
+        if stats is not None and len(queries) != 1:
+            raise ValueError("stats are one query's")
         out = []
-        for row_docs, row_scores in zip(docs, scores, strict=True):
-            keep = row_scores > 0
-            out.append(Ranked(self.iids[row_docs[keep]], row_scores[keep].astype(np.float32)))
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(self.count, dtype=bool)
+            mask[[self.row[int(i)] for i in allowed if int(i) in self.row]] = True
+        for query in queries:
+            scores = self.postings.scores(self.tokens(query), stats)
+            if mask is not None:
+                scores = np.where(mask, scores, 0.0).astype(np.float32)
+            hits = np.flatnonzero(scores > 0)
+            # Best first, equal scores by tie key: the same order in one folder and in shards.
+            hits = hits[np.lexsort((self.ties[hits], -scores[hits]))][:k]
+            out.append(Ranked(self.iids[hits], scores[hits], self.ties[hits]))
         return out
 
-    def scores_for(self, query: str, iids: np.ndarray) -> np.ndarray:
+    def scores_for(self, query: str, iids: np.ndarray, stats: TermStats | None = None) -> np.ndarray:
         """BM25 scores of ``query`` for the given int ids (0 for ids not indexed)."""
         if self.count == 0:
             return np.zeros(len(iids), dtype=np.float32)
-        tokens = self._tokens([query])[0]
-        known = [t for t in tokens if t in self.retriever.vocab_dict]
-        if not known:
-            return np.zeros(len(iids), dtype=np.float32)
-        all_scores = self.retriever.get_scores(known)
-        rows = np.array([self.row.get(int(i), -1) for i in iids])
+        all_scores = self.postings.scores(self.tokens(query), stats)
+        rows = np.array([self.row.get(int(i), -1) for i in iids], dtype=np.int64)
         return np.where(rows >= 0, all_scores[np.maximum(rows, 0)], 0.0).astype(np.float32)
+
+
+def _tokenize(texts: Sequence[str], stemmer: Any) -> list[list[str]]:
+    out: Any = bm25s.tokenize(
+        list(texts),
+        token_pattern=TOKEN_PATTERN,
+        stopwords=STOPWORDS,
+        stemmer=stemmer,
+        return_ids=False,
+        show_progress=False,
+    )
+    return [list(tokens) for tokens in out]
 
 
 class SharedLexical:

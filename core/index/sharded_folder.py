@@ -4,11 +4,14 @@ together and merged as if they were one index.
 - Dense search: every shard's top k, merged by score. With exact (flat) shards that is exactly
   the top k of one flat index of the same documents; with a metadata filter too, since each
   shard applies it to its own documents.
-- Hybrid search: every shard's dense and BM25 candidates are merged into one dense and one BM25
-  list (``depth`` each, as one index has), then fused once over the union, so the min-max
-  normalisation and RRF's ranks are the whole index's. What is not global yet is BM25's corpus
-  statistics: each shard scores with its own document frequencies and mean length, which the
-  routing hash makes close to, not equal to, the whole corpus's.
+- Hybrid search: the shards' BM25 statistics for the query's terms are summed first (document
+  count, total length, document frequencies), and every shard scores BM25 with those, the whole
+  index's (core.index.bm25; Elasticsearch calls it dfs_query_then_fetch). Every shard's dense
+  and BM25 candidates are then merged into one dense and one BM25 list (``depth`` each, as one
+  index has) and fused once over the union, so the min-max normalisation and RRF's ranks are the
+  whole index's too. BM25's equal scores are ordered by a hash of the document id in both
+  layouts (core.index.lexical.tie_keys). With flat shards that is one flat index's hybrid search
+  exactly; only exactly equal dense scores (duplicate vectors) may come in another order.
 - A document is read from the one shard its id routes to.
 
 Each shard's snapshot is one generation of that shard; a snapshot of the whole is the shards'
@@ -26,6 +29,7 @@ import numpy as np
 
 from core.errors import IndexFormatError
 from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION
+from core.index.bm25 import TermStats
 from core.index.doc_store import DocStore, Document
 from core.index.folder import HYBRID_DEPTH, Hit, IndexFolder
 from core.index.lexical import check_fusion, mix, rrf
@@ -33,10 +37,13 @@ from core.index.manifest import Manifest
 from core.index.sharding import ShardedManifest
 
 
-def _top(scores: np.ndarray, gids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The best ``n`` by score, ties in the order given (shard order, then each shard's own)."""
-    order = np.argsort(-scores, kind="stable")[:n]
-    return scores[order], gids[order]
+def _top(
+    scores: np.ndarray, gids: np.ndarray, n: int, ties: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``n`` by score; equal scores by ``ties`` (BM25's tie keys), else in the order
+    given (shard order, then each shard's own)."""
+    order = np.argsort(-scores, kind="stable") if ties is None else np.lexsort((ties, -scores))
+    return scores[order[:n]], gids[order[:n]]
 
 
 class ShardedFolder:
@@ -126,17 +133,25 @@ class ShardedFolder:
         check_fusion(fusion, alpha)
         n = max(k, depth)
         size = len(self.shards)
+        # BM25 scored with the whole index's statistics: the shards' summed (DFS, then query).
+        lexes = [shard.lexical() for shard in self.shards]
+        stats = sum((lex.stats(text) for lex in lexes), TermStats())
+        found = [
+            shard.hybrid_candidates(query, text, n, params, where, lex, stats)
+            for shard, lex in zip(self.shards, lexes, strict=True)
+        ]
         # A candidate's global id: its int id in its shard, times the shard count, plus the shard.
-        found = [shard.hybrid_candidates(query, text, n, params, where) for shard in self.shards]
         _, d_gids = _top(
             np.concatenate([c[0].scores for c in found]),
             np.concatenate([c[0].iids * size + i for i, c in enumerate(found)]),
             n,
         )
+        bm25_ties = [c[2].ties for c in found]
         _, b_gids = _top(
             np.concatenate([c[2].scores for c in found]),
             np.concatenate([c[2].iids * size + i for i, c in enumerate(found)]),
             n,
+            np.concatenate(bm25_ties) if all(t is not None for t in bm25_ties) else None,  # type: ignore[arg-type]
         )
         if fusion == "rrf":
             fused = rrf([d_gids, b_gids], n)
@@ -144,13 +159,13 @@ class ShardedFolder:
             union = np.unique(np.concatenate([d_gids, b_gids]))
             if len(union) == 0:
                 return []
-            dense = np.empty(len(union), np.float32)
+            dense = np.empty(len(union), np.float64)
             lexical = np.empty(len(union), np.float32)
             for i, (shard, (_d, lex_index, _b)) in enumerate(zip(self.shards, found, strict=True)):
                 mine = union % size == i
                 if mine.any():
                     dense[mine], lexical[mine] = shard.fusion_scores(
-                        query, text, union[mine] // size, lex_index
+                        query, text, union[mine] // size, lex_index, stats
                     )
             weight = DEFAULT_ALPHA if alpha is None else alpha
             fused = mix(union, dense, lexical, weight, n)
