@@ -28,7 +28,7 @@ from core.durable import publish
 from core.embedding import sample_texts, set_precision
 from core.encoder import Encoder
 from core.errors import DataError, IndexFormatError, InvalidInputError
-from core.index.manifest import MANIFEST, Manifest, next_generation, read_raw_manifest
+from core.index.manifest import MANIFEST, next_generation, read_raw_manifest
 from core.index.sharding import ShardedManifest, is_sharded, shard_dir_name
 from core.index.writer_lock import work_dir, writer_lock
 from indexer.build import BuildConfig, BuildReport, build_index, built_already
@@ -130,25 +130,18 @@ def _choose_precision(cfg: BuildConfig, encoder: Encoder, work: Path) -> dict[st
     if precision == "auto" and cfg.resume and state_path.is_file():
         try:
             recorded = json.loads(state_path.read_text())
-            precision, quality = recorded["precision"], recorded.get("quality", {})
+            precision, chosen = recorded["precision"], dict(recorded.get("quality", {}))
             set_precision(encoder, precision)
             log.info("continuing the interrupted sharded build at precision %s, as it chose", precision)
-            return dict(quality)
+            return chosen
         except (OSError, ValueError, KeyError, TypeError, InvalidInputError):
             precision = cfg.precision
-    rows = read_corpus(cfg.corpus, cfg.corpus_format, skip_bad_lines=True)
-    texts = sample_texts(r.doc.text for r in rows) or None
-    quality = (
-        set_precision(encoder, precision, texts, cfg.max_precision_drift)
-        if precision != encoder.precision
-        else {}
-    )
+    quality: dict[str, Any] = {}
+    if precision != encoder.precision:  # measured on the corpus's first texts, as a build does
+        rows = read_corpus(cfg.corpus, cfg.corpus_format, skip_bad_lines=True)
+        texts = sample_texts(r.doc.text for r in rows) or None
+        quality = set_precision(encoder, precision, texts, cfg.max_precision_drift)
     tmp = work / f".{STATE_FILE}.tmp"
     tmp.write_text(json.dumps({"precision": encoder.precision, "quality": quality}) + "\n")
     tmp.replace(state_path)
     return quality
-
-
-def shard_manifests(index: Path) -> tuple[ShardedManifest, list[Manifest]]:
-    top = ShardedManifest.read(index)
-    return top, [Manifest.read(p) for p in top.shard_paths(index)]

@@ -251,3 +251,25 @@ def test_eval_retrieval_takes_a_sharded_index(
     ]
     assert main([*argv, "--mode", "bm25"]) != 0
     assert "does not take a sharded index" in capsys.readouterr().err
+
+
+def test_a_resumed_auto_build_keeps_the_precision_it_chose(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    tiny_corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "sharded"
+    cfg = _cfg(tiny_model_dir, tiny_corpus, out, shards=2)
+    cfg.precision = "auto"
+    _record_builds(monkeypatch, dies_on=1)
+    with pytest.raises(KeyboardInterrupt):
+        build_sharded(cfg, Encoder.load(tiny_model_dir, "cpu"))
+    state = json.loads((out.parent / f".{out.name}.building-sharded" / sharded.STATE_FILE).read_text())
+    measured: list[str] = []
+    monkeypatch.setattr(sharded, "sample_texts", lambda rows: measured.append("sampled") or [])
+    built = _record_builds(monkeypatch)
+    build_sharded(cfg, Encoder.load(tiny_model_dir, "cpu"))
+    assert built == [1] and not measured  # shard 0 kept, nothing measured again
+    assert ShardedManifest.read(out).precision == state["precision"]
+    assert not (out / sharded.STATE_FILE).exists()
