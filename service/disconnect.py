@@ -17,6 +17,7 @@ import logging
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
+CLIENT_GONE = "semsearch.client_gone"  # set in the scope when this middleware cancels the app
 
 
 class CancelOnDisconnectMiddleware:
@@ -48,6 +49,7 @@ class CancelOnDisconnectMiddleware:
                 if message["type"] == "http.disconnect":
                     if not answered and not app_task.done():
                         gone = True
+                        scope[CLIENT_GONE] = True  # for the guard inside: no one to answer
                         app_task.cancel()
                     await inbox.put(message)
                     return

@@ -209,7 +209,9 @@ def test_sigterm_finishes_requests_and_keeps_acknowledged_writes(
     base = f"http://127.0.0.1:{port}"
     with containers.container(
         service_image, "-p", f"127.0.0.1:{port}:8000", "-v", f"{index_volume}:/data",
-        "-e", "SEMSEARCH_RELOAD_INTERVAL_S=0",
+        # A grace period inside podman's 30 s: what is in flight at the stop can finish on a
+        # loaded 2-core machine (the default 8 s cut requests here while CI ran beside a trainer).
+        "-e", "SEMSEARCH_RELOAD_INTERVAL_S=0", "-e", "SEMSEARCH_SHUTDOWN_TIMEOUT_S=25",
     ) as name:  # fmt: skip
         containers.wait_ready(name, base)
         acked: list[str] = []
@@ -239,6 +241,8 @@ def test_sigterm_finishes_requests_and_keeps_acknowledged_writes(
             queries = [f"how long to knead bread dough, take {n}" for n in range(256)]
             try:
                 r = httpx.post(f"{base}/search/batch", json={"queries": queries, "k": 5}, timeout=60)
+                if r.status_code == 503:  # cut by the grace period: the one error shape, never a 500
+                    assert r.json()["error"]["code"] == "not_ready" and "retry-after" in r.headers
                 return r.status_code, time.monotonic()
             except httpx.TransportError as exc:  # never accepted: not acknowledged, allowed
                 return type(exc).__name__, time.monotonic()
@@ -260,11 +264,11 @@ def test_sigterm_finishes_requests_and_keeps_acknowledged_writes(
         assert stop_s < 30, f"stop took {stop_s:.1f} s, past the grace period"
         record("sigterm_stop_s", round(stop_s, 2))
         # A batch that was still being answered when SIGTERM came finished with 200; any not yet
-        # accepted got a transport error, never a 5xx.
+        # accepted got a transport error; one cut by the grace period a 503; never a 500.
         assert any(status == 200 and ended > start for status, ended in results), (
             f"no search was in flight at the stop, or none finished: {results}"
         )
-        assert all(status == 200 or isinstance(status, str) for status, _ in results), results
+        assert all(status in (200, 503) or isinstance(status, str) for status, _ in results), results
 
         # Every acknowledged write is there after a restart of the same container.
         containers("start", name, timeout=60)
