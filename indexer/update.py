@@ -26,7 +26,7 @@ from core.index.compaction import CompactionPolicy
 from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import MutableIndex, UpdateResult
-from core.index.sharding import ShardedManifest, is_sharded
+from core.index.sharding import ShardedManifest, group_by_shard, is_sharded
 from core.index.writer_lock import writer_lock
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,6 @@ def writers(index: str | Path) -> Iterator[tuple[list[MutableIndex], Route]]:
         # In shard order, as every writer takes them: two writers never wait on each other.
         targets = [stack.enter_context(MutableIndex(p)) for p in top.shard_paths(path)]
         yield targets, top.route
-
-
-def _by_shard(ids: list[str], route: Route, shards: int) -> list[list[int]]:
-    groups: list[list[int]] = [[] for _ in range(shards)]
-    for i, doc_id in enumerate(ids):
-        groups[route(doc_id)].append(i)
-    return groups
 
 
 def add_corpus(
@@ -101,7 +94,7 @@ def add_corpus(
             nonlocal added, replaced
             docs = [r.doc for r in chunk]
             vectors = encoder.encode([d.text for d in docs], batch_size)
-            for shard, rows in enumerate(_by_shard([d.id for d in docs], route, len(targets))):
+            for shard, rows in enumerate(group_by_shard([d.id for d in docs], route, len(targets))):
                 if rows:
                     picked = np.asarray(rows)
                     result = targets[shard].upsert([docs[i] for i in rows], vectors[picked], commit=False)
@@ -141,7 +134,7 @@ def delete_ids(index: str | Path, ids: list[str]) -> UpdateResult:
     with writers(index) as (targets, route):
         results = [
             targets[shard].delete([unique[i] for i in rows])
-            for shard, rows in enumerate(_by_shard(unique, route, len(targets)))
+            for shard, rows in enumerate(group_by_shard(unique, route, len(targets)))
             if rows
         ]
     missing = {m for r in results for m in r.missing}

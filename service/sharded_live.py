@@ -23,7 +23,7 @@ from core.index.doc_store import Document
 from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
 from core.index.sharded_folder import ShardedFolder
-from core.index.sharding import ShardedManifest
+from core.index.sharding import ShardedManifest, group_by_shard
 from service.live_index import LiveIndex, WriteResult
 
 
@@ -70,10 +70,7 @@ class ShardedLiveIndex:
         return sum(live.compactions for live in self.lives)
 
     def _groups(self, ids: Sequence[str]) -> list[list[int]]:
-        groups: list[list[int]] = [[] for _ in self.lives]
-        for i, doc_id in enumerate(ids):
-            groups[self.top.route(doc_id)].append(i)
-        return groups
+        return group_by_shard(ids, self.top.route, len(self.lives))
 
     async def upsert(self, docs: Sequence[Document], vectors: np.ndarray) -> WriteResult:
         parts = [

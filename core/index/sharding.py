@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,15 @@ def shard_of(doc_id: str, shards: int) -> int:
     """The shard that holds ``doc_id`` in an index of ``shards`` shards (routing rule ROUTING)."""
     digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % shards
+
+
+def group_by_shard(ids: Sequence[str], route: Callable[[str], int], shards: int) -> list[list[int]]:
+    """The positions of ``ids`` that each shard holds (``route``: id -> shard), in order: how every
+    writer splits a batch that spans shards."""
+    groups: list[list[int]] = [[] for _ in range(shards)]
+    for i, doc_id in enumerate(ids):
+        groups[route(doc_id)].append(i)
+    return groups
 
 
 def shard_dir_name(i: int) -> str:
