@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from core.errors import IndexFormatError
-from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION
+from core.fusion_names import DEFAULT_FUSION
 from core.index.bm25 import TermStats
 from core.index.doc_store import DOCS_FILE, DocStore, Document
-from core.index.lexical import LexicalIndex, Ranked, SharedLexical, check_fusion, mix, rrf
+from core.index.lexical import LexicalIndex, Ranked, SharedLexical, check_fusion, fuse
 from core.index.manifest import Manifest, same_publication
 from core.index.ondisk import read_on_disk
 from core.index.segments import SegmentSet
@@ -259,17 +259,15 @@ class IndexFolder:
         ``rrf`` (reciprocal rank, no alpha); see core.index.lexical."""
         check_fusion(fusion, alpha)
         n = max(k, depth)
-        dense_c, lexical, bm25 = self.hybrid_candidates(query, text, n, params, where)
-        d_iids = dense_c.iids
-        if fusion == "rrf":
-            fused = rrf([d_iids, bm25.iids], n)
-        else:
-            union = np.unique(np.concatenate([d_iids, bm25.iids]))
-            if len(union) == 0:
-                return []
-            dense, lex = self.fusion_scores(query, text, union, lexical)
-            weight = DEFAULT_ALPHA if alpha is None else alpha
-            fused = mix(union, dense, lex, weight, n)
+        dense, lexical, bm25 = self.hybrid_candidates(query, text, n, params, where)
+        fused = fuse(
+            dense.iids,
+            bm25.iids,
+            n,
+            fusion,
+            alpha,
+            lambda union: self.fusion_scores(query, text, union, lexical),
+        )
         # Both candidate lists hold live ids only: the top k is all that is read from SQLite.
         return self._hits(fused.scores[None, :k], fused.iids[None, :k], k)[0]
 

@@ -30,7 +30,7 @@ import bm25s
 import numpy as np
 
 from core.errors import InvalidInputError
-from core.fusion_names import FUSIONS
+from core.fusion_names import DEFAULT_ALPHA, FUSIONS
 from core.index.bm25 import Postings, TermStats
 from core.index.doc_store import DocStore
 
@@ -257,6 +257,26 @@ def check_fusion(fusion: str, alpha: float | None) -> None:
         raise InvalidInputError(f"unknown fusion {fusion!r}; use {' or '.join(FUSIONS)}")
     if fusion == "rrf" and alpha is not None:
         raise InvalidInputError("alpha weighs a convex fusion: rrf takes no alpha")
+
+
+def fuse(
+    dense: np.ndarray,
+    bm25: np.ndarray,
+    n: int,
+    fusion: str,
+    alpha: float | None,
+    scores_of: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> Ranked:
+    """Hybrid search's one fusion of two candidate id lists (each best first): ``rrf`` over their
+    ranks, or ``convex`` over their union, ``scores_of(union)`` giving each candidate's (dense,
+    BM25) scores. One folder and a sharded index (whose ids are global) both fuse here."""
+    if fusion == "rrf":
+        return rrf([dense, bm25], n)
+    union = np.unique(np.concatenate([dense, bm25]))
+    if len(union) == 0:
+        return Ranked(union.astype(np.int64), np.empty(0, np.float32))
+    d, b = scores_of(union)
+    return mix(union, d, b, DEFAULT_ALPHA if alpha is None else alpha, n)
 
 
 def rrf(rankings: Sequence[np.ndarray], k: int) -> Ranked:

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from core.errors import IndexFormatError
-from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION
+from core.fusion_names import DEFAULT_FUSION
 from core.index.bm25 import TermStats
 from core.index.doc_store import DocStore, Document
 from core.index.folder import HYBRID_DEPTH, Hit, IndexFolder
-from core.index.lexical import check_fusion, mix, rrf
+from core.index.lexical import check_fusion, fuse
 from core.index.manifest import Manifest
 from core.index.sharding import ShardedManifest
 
@@ -153,12 +153,8 @@ class ShardedFolder:
             n,
             np.concatenate(bm25_ties) if all(t is not None for t in bm25_ties) else None,  # type: ignore[arg-type]
         )
-        if fusion == "rrf":
-            fused = rrf([d_gids, b_gids], n)
-        else:
-            union = np.unique(np.concatenate([d_gids, b_gids]))
-            if len(union) == 0:
-                return []
+
+        def scores_of(union: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             dense = np.empty(len(union), np.float64)
             lexical = np.empty(len(union), np.float32)
             for i, (shard, (_d, lex_index, _b)) in enumerate(zip(self.shards, found, strict=True)):
@@ -167,8 +163,9 @@ class ShardedFolder:
                     dense[mine], lexical[mine] = shard.fusion_scores(
                         query, text, union[mine] // size, lex_index, stats
                     )
-            weight = DEFAULT_ALPHA if alpha is None else alpha
-            fused = mix(union, dense, lexical, weight, n)
+            return dense, lexical
+
+        fused = fuse(d_gids, b_gids, n, fusion, alpha, scores_of)
         return self._hits(fused.iids[:k], fused.scores[:k])
 
     def _hits(self, gids: np.ndarray, scores: np.ndarray) -> list[Hit]:
