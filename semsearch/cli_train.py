@@ -148,15 +148,20 @@ def _cmd_train_bi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_mlm(train_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = train_sub.add_parser("mlm", help="masked-LM domain adaptation on your own corpus")
-    p.add_argument("--model", help="BERT-family model folder (default: the packaged all-MiniLM-L6-v2)")
+def _add_text_sources(p: argparse.ArgumentParser) -> None:
+    """--corpus and --pairs: the text mlm and extend-vocab read (training.mlm.corpus_texts)."""
     p.add_argument(
         "--corpus", nargs="*", default=[], help=".txt (one passage per line), JSONL, CSV or TSV corpora"
     )
     p.add_argument(
         "--pairs", nargs="*", default=[], help="pair files (any format eval and train read): both sides"
     )
+
+
+def _add_mlm(train_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = train_sub.add_parser("mlm", help="masked-LM domain adaptation on your own corpus")
+    p.add_argument("--model", help="BERT-family model folder (default: the packaged all-MiniLM-L6-v2)")
+    _add_text_sources(p)
     p.add_argument(
         "--exclude", nargs="*", default=[], help="pair files whose sentences are never trained on (dev, test)"
     )
@@ -199,12 +204,7 @@ def _add_extend_vocab(train_sub: argparse._SubParsersAction[argparse.ArgumentPar
         help="add the pieces a corpus needs and the vocabulary lacks (one token per CJK character)",
     )
     p.add_argument("--model", help="WordPiece model folder (default: the packaged all-MiniLM-L6-v2)")
-    p.add_argument(
-        "--corpus", nargs="*", default=[], help=".txt (one passage per line), JSONL, CSV or TSV corpora"
-    )
-    p.add_argument(
-        "--pairs", nargs="*", default=[], help="pair files (any format eval and train read): both sides"
-    )
+    _add_text_sources(p)
     p.add_argument(
         "--measure", nargs="*", default=[], help="pair files whose [UNK] rate is reported, not learnt from"
     )
@@ -224,12 +224,11 @@ def _cmd_extend_vocab(args: argparse.Namespace) -> int:
 
     from core.defaults import default_model_dir
     from training.data import pair_sentences
-    from training.mlm import read_texts
+    from training.mlm import corpus_texts
     from training.vocab import extend_vocab
 
     started = time.perf_counter()
-    texts = [t for path in args.corpus for t in read_texts(path, False)] + pair_sentences(args.pairs)
-    texts = list(dict.fromkeys(texts))  # each distinct text once
+    texts = corpus_texts(args.corpus, args.pairs)  # each distinct text once
     measure = {f"{Path(path).parent.name}/{Path(path).name}": pair_sentences([path]) for path in args.measure}
     report = extend_vocab(
         args.model or default_model_dir(), texts, args.output, args.min_count, args.init, measure=measure

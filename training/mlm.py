@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,14 +62,23 @@ EVAL_FILE = "mlm_eval.json"
 EVAL_SEED = 1234  # the held-out masks: one draw, the same before and after training
 
 
+def corpus_texts(
+    corpus: Sequence[str | Path],
+    pairs: Sequence[str | Path],
+    skip_bad_lines: bool = False,
+    exclude: Sequence[str | Path] = (),
+) -> list[str]:
+    """Every distinct line of the ``corpus`` files and sentence of the ``pairs`` files (both
+    sides), first occurrence order, less the sentences of the ``exclude`` pair files: the text
+    ``train mlm`` learns from and ``train extend-vocab`` takes its vocabulary from."""
+    texts = [t for path in corpus for t in read_texts(path, skip_bad_lines)] + pair_sentences(pairs)
+    excluded = set(pair_sentences(exclude))
+    return [t for t in dict.fromkeys(texts) if t not in excluded]
+
+
 def mlm_texts(cfg: MlmConfig) -> tuple[list[str], list[str]]:
     """(train, held-out) texts: corpus lines and pair sentences, distinct, less ``exclude``."""
-    texts: list[str] = []
-    for path in cfg.corpus:
-        texts.extend(read_texts(path, cfg.skip_bad_lines))
-    texts.extend(pair_sentences(cfg.pairs))
-    excluded = set(pair_sentences(cfg.exclude))
-    texts = [t for t in dict.fromkeys(texts) if t not in excluded]
+    texts = corpus_texts(cfg.corpus, cfg.pairs, cfg.skip_bad_lines, cfg.exclude)
     if not texts:
         raise DataError((cfg.corpus + cfg.pairs or ["(none)"])[0], None, "no text to train on")
     n_dev = min(cfg.dev_size, len(texts) // 10)  # never more than a tenth of a small corpus
