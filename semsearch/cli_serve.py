@@ -37,6 +37,15 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--read-only", action="store_const", const=True, help="refuse document writes (403)")
     p.add_argument("--reranker", help="cross-encoder folder for rerank, /rerank and /classify")
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        help="local (default): this process; ray: deploy on Ray Serve (an ingress, a model deployment "
+        "and one searcher deployment per shard; SEMSEARCH_RAY_* set their replicas)",
+    )
+    p.add_argument(
+        "--ray-address", help="with --engine ray: the Ray cluster to join (default: start a local Ray)"
+    )
     p.set_defaults(func=_cmd_serve)
 
 
@@ -52,15 +61,23 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         "precision": getattr(args, "precision", None),
         "read_only": getattr(args, "read_only", None),
         "reranker_dir": getattr(args, "reranker", None),
+        "engine": getattr(args, "engine", None),
+        "ray_address": getattr(args, "ray_address", None),
         **extra,
     }
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings.engine == "ray":
+        from service.ray_serve.launch import serve_on_ray
+
+        serve_on_ray(settings)
+        return 0
     from service.server import serve
 
-    serve(_settings(args))
+    serve(settings)
     return 0
 
 

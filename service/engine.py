@@ -39,12 +39,13 @@ from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import recover
 from core.index.sharded_folder import ShardedFolder, open_for_search
-from core.index.sharding import is_sharded, shard_paths
+from core.index.sharding import serving_paths
 from core.unit_vectors import l2_normalise
 from service.live_index import LiveIndex, WriteResult
 from service.metrics import Metrics
 from service.micro_batcher import MicroBatcher
-from service.reranker import Reranker
+from service.reranker import Reranker, Scorer
+from service.search_query import Query
 from service.settings import Settings
 from service.sharded_live import ShardedLiveIndex
 
@@ -74,16 +75,10 @@ class SearchEngine:
         metrics: Metrics | None = None,
         cross_encoder: CrossEncoder | None = None,
     ) -> None:
-        self.encoder = encoder
+        self.encoder: Encoder | EncoderFacts = encoder
         self.settings = settings
-        manifest = index.manifest
-        texts = index_texts(index.store)
-        self.precision_quality = set_precision(
-            encoder, settings.precision, texts or None, settings.max_precision_drift, manifest.precision
-        )
         self.metrics = metrics or Metrics()
-        drift = drift_vs_fp32(encoder, self.precision_quality)
-        self.metrics.set_encoder(str(encoder.device), encoder.precision, drift, torch.get_num_threads())
+        self.precision_quality = prepare_precision(encoder, settings, index, self.metrics)
         self.index_path = index.path
         self._check_manifest(index.manifest)
         policy = (
@@ -105,23 +100,10 @@ class SearchEngine:
             ShardedLiveIndex(index, *live) if isinstance(index, ShardedFolder) else LiveIndex(index, *live)
         )
         self._swapped(index)
-        s = settings
-        max_len = encoder.max_seq_length
-        self.batcher: MicroBatcher[str, Encoded] = MicroBatcher(
-            "encoder",
-            self._encode_now,
-            take,
-            tokens=lambda text: min(max_len, 2 + len(text) // 4),  # an estimate: no tokenising here
-            max_batch=s.batch_max_size,
-            max_tokens=s.batch_max_tokens,
-            max_wait_s=s.batch_max_wait_ms / 1000,
-            max_queue=s.queue_max,
-            max_queue_inputs=s.queue_max_inputs,
-            timeout_s=s.queue_timeout_s,
-            enabled=s.micro_batching,
-            on_batch=lambda stats: self.metrics.observe_batch("encoder", stats),
+        self.batcher = encoder_batcher(encoder, settings, self.metrics)
+        self.reranker: Scorer | None = (
+            Reranker(cross_encoder, settings, self.metrics) if cross_encoder else None
         )
-        self.reranker = Reranker(cross_encoder, settings, self.metrics) if cross_encoder else None
 
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics | None = None) -> SearchEngine:
@@ -138,9 +120,8 @@ class SearchEngine:
             threads,
             available_cpus(),
         )
-        sharded = is_sharded(settings.index_dir)
         if not settings.read_only:  # before this process opens docs.sqlite (its WAL checked)
-            for path in shard_paths(settings.index_dir) if sharded else [settings.index_dir]:
+            for path in serving_paths(settings.index_dir):
                 recover(path)
         index = open_for_search(settings.index_dir)
         try:
@@ -252,7 +233,7 @@ class SearchEngine:
         if self.settings.read_only:
             raise ForbiddenError("this service is read-only (SEMSEARCH_READ_ONLY=true)")
 
-    def require_reranker(self, missing: type[SemsearchError] = UnsupportedError) -> Reranker:
+    def require_reranker(self, missing: type[SemsearchError] = UnsupportedError) -> Scorer:
         """The reranker; without one, ``missing`` (400 for a search option, 404 for its routes)."""
         if self.reranker is None:
             raise missing(
@@ -261,12 +242,12 @@ class SearchEngine:
         return self.reranker
 
     # ------------------------------------------------------------ model
-    def _encode_now(self, texts: list[str]) -> Encoded:
-        s = self.settings
-        return self.encoder.encode_detailed(texts, s.encode_batch_size, s.max_batch_tokens)
-
     async def encode(self, texts: Sequence[str], what: str = "texts") -> Encoded:
         self.check_texts(texts, what)
+        return await self._encode(texts)
+
+    async def _encode(self, texts: Sequence[str]) -> Encoded:
+        """The model call (a subclass may run it elsewhere: service.ray_serve)."""
         return await self.batcher.submit(texts)
 
     # ------------------------------------------------------------ operations
@@ -302,20 +283,16 @@ class SearchEngine:
         k = self.check_k(k)
         self.check_hits(len(queries), k)
         encoded = await self.encode(queries, what)
-
-        def run(snapshot: IndexFolder | ShardedFolder, vectors: np.ndarray) -> list[list[Hit]]:
-            if not hybrid:
-                return snapshot.search(vectors, k, params, where)
-            return [
-                snapshot.search_hybrid(v, q, k, params, where, alpha, fusion=fusion)
-                for v, q in zip(vectors, queries, strict=True)
-            ]
-
-        snapshot = self.index.current
-        queries_v = query_vectors(snapshot.manifest, encoded.embeddings)
-        hits = await asyncio.to_thread(run, snapshot, queries_v)
+        query = Query(list(queries), k, params, where, hybrid, alpha, fusion)
+        hits = await self._search_index(encoded.embeddings, query)
         took = (time.perf_counter() - started) * 1000
         return [(h, bool(t)) for h, t in zip(hits, encoded.truncated, strict=True)], took
+
+    async def _search_index(self, embeddings: np.ndarray, query: Query) -> list[list[Hit]]:
+        """The index search of encoded queries, over the snapshot of the moment."""
+        snapshot = self.index.current
+        vectors = query_vectors(snapshot.manifest, embeddings)
+        return await asyncio.to_thread(query.run, snapshot, vectors)
 
     async def similarity(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         texts = list(dict.fromkeys(t for pair in pairs for t in pair))  # each text encoded once
@@ -327,10 +304,13 @@ class SearchEngine:
 
     # ------------------------------------------------------------ documents
     async def get_document(self, doc_id: str) -> Document:
-        doc = await asyncio.to_thread(self.index.current.get, doc_id)
+        doc = await self._get(doc_id)
         if doc is None:
             raise NotFoundError(f"no document with id {doc_id!r}")
         return doc
+
+    async def _get(self, doc_id: str) -> Document | None:
+        return await asyncio.to_thread(self.index.current.get, doc_id)
 
     async def upsert(
         self, docs: Sequence[Document], given: Sequence[Sequence[float] | None] | None = None
@@ -374,9 +354,73 @@ class SearchEngine:
 
     async def reload(self) -> bool:
         try:
-            swapped = await asyncio.to_thread(self.index.reload)
+            swapped = await self._reload()
         except Exception:
             self.metrics.reloads.labels("failed").inc()
             raise
         self.metrics.reloads.labels("swapped" if swapped else "unchanged").inc()
         return swapped
+
+    async def _reload(self) -> bool:
+        return await asyncio.to_thread(self.index.reload)
+
+
+@dataclass
+class EncoderFacts:
+    """What the routes and logs read of an encoder that runs in another process."""
+
+    source: str
+    fingerprint: str | None
+    dim: int
+    max_seq_length: int
+    device: str
+    precision: str
+
+    @classmethod
+    def of(cls, encoder: Encoder) -> EncoderFacts:
+        return cls(
+            str(encoder.source),
+            encoder.fingerprint,
+            encoder.dim,
+            encoder.max_seq_length,
+            str(encoder.device),
+            encoder.precision,
+        )
+
+
+def prepare_precision(
+    encoder: Encoder, settings: Settings, index: IndexFolder | ShardedFolder, metrics: Metrics
+) -> dict[str, Any]:
+    """Set the query encoder's precision as the settings and the index ask (measured on the
+    index's own documents: core.embedding.set_precision), and publish it as metrics."""
+    texts = index_texts(index.store)
+    quality = set_precision(
+        encoder, settings.precision, texts or None, settings.max_precision_drift, index.manifest.precision
+    )
+    drift = drift_vs_fp32(encoder, quality)
+    metrics.set_encoder(str(encoder.device), encoder.precision, drift, torch.get_num_threads())
+    return quality
+
+
+def encoder_batcher(encoder: Encoder, settings: Settings, metrics: Metrics) -> MicroBatcher[str, Encoded]:
+    """The encoder's micro-batcher: concurrent requests share its forward passes."""
+    s = settings
+    max_len = encoder.max_seq_length
+
+    def encode_now(texts: list[str]) -> Encoded:
+        return encoder.encode_detailed(texts, s.encode_batch_size, s.max_batch_tokens)
+
+    return MicroBatcher(
+        "encoder",
+        encode_now,
+        take,
+        tokens=lambda text: min(max_len, 2 + len(text) // 4),  # an estimate: no tokenising here
+        max_batch=s.batch_max_size,
+        max_tokens=s.batch_max_tokens,
+        max_wait_s=s.batch_max_wait_ms / 1000,
+        max_queue=s.queue_max,
+        max_queue_inputs=s.queue_max_inputs,
+        timeout_s=s.queue_timeout_s,
+        enabled=s.micro_batching,
+        on_batch=lambda stats: metrics.observe_batch("encoder", stats),
+    )

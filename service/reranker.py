@@ -19,9 +19,38 @@ def _take(logits: np.ndarray, start: int, stop: int) -> np.ndarray:
     return logits[start:stop]
 
 
-class Reranker:
+class Scorer:
+    """What the routes call: the cross-encoder's probabilities per pair, from this process's
+    model (:class:`Reranker`) or another's (the Ray Serve model deployment, service.ray_serve)."""
+
+    labels: list[str]
+    positive: int  # the column of the label "relevant" / "match"
+    weight: float  # its share of the fused rerank score
+
+    async def probabilities(self, pairs: Sequence[Pair]) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    async def scores(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return (await self.probabilities(pairs))[:, self.positive]
+
+    async def rerank_hits(self, query: str, hits: list[Hit], k: int) -> list[tuple[Hit, float]]:
+        """The hits re-scored by the cross-encoder, top k by its score fused with the retrieval
+        score (``weight``; 1: the cross-encoder alone). Both scores stay in the result."""
+        if not hits:
+            return []
+        scores = await self.scores([(query, h.text) for h in hits])
+        order, _ = rerank_order(np.array([h.score for h in hits]), scores, self.weight)
+        return [(hits[i], float(scores[i])) for i in order[:k]]
+
+
+class Reranker(Scorer):
     def __init__(self, model: CrossEncoder, settings: Settings, metrics: Metrics) -> None:
         self.model = model
+        self.labels = model.labels
+        self.positive = model.positive
         self.weight = model.rerank_weight if settings.rerank_weight is None else settings.rerank_weight
         max_len = model.max_seq_length
         self.batcher: MicroBatcher[Pair, np.ndarray] = MicroBatcher(
@@ -39,24 +68,11 @@ class Reranker:
             on_batch=lambda stats: metrics.observe_batch("reranker", stats),
         )
 
-    @property
-    def labels(self) -> list[str]:
-        return self.model.labels
-
     def close(self) -> None:
         self.batcher.close()
 
+    async def logits(self, pairs: Sequence[Pair]) -> np.ndarray:
+        return await self.batcher.submit(pairs)
+
     async def probabilities(self, pairs: Sequence[Pair]) -> np.ndarray:
-        return self.model.probabilities(await self.batcher.submit(pairs))
-
-    async def scores(self, pairs: Sequence[Pair]) -> np.ndarray:
-        return (await self.probabilities(pairs))[:, self.model.positive]
-
-    async def rerank_hits(self, query: str, hits: list[Hit], k: int) -> list[tuple[Hit, float]]:
-        """The hits re-scored by the cross-encoder, top k by its score fused with the retrieval
-        score (``weight``; 1: the cross-encoder alone). Both scores stay in the result."""
-        if not hits:
-            return []
-        scores = await self.scores([(query, h.text) for h in hits])
-        order, _ = rerank_order(np.array([h.score for h in hits]), scores, self.weight)
-        return [(hits[i], float(scores[i])) for i in order[:k]]
+        return self.model.probabilities(await self.logits(pairs))

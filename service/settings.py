@@ -117,6 +117,30 @@ class Settings(BaseSettings):
     compact_deleted_ratio: float = Field(0.2, gt=0, description="deleted ids past this share of the base")
     compact_min_vectors: int = Field(2_000, ge=1, description="never for fewer deltas/deletes than this")
 
+    # Serving on Ray Serve (`semsearch serve --engine ray`, service.ray_serve): the ingress runs
+    # this app, the model deployment the encoder (and cross-encoder), one searcher deployment
+    # per shard its folder. Each has its own replica count and per-replica resources.
+    engine: str = Field("local", pattern="^(local|ray)$")
+    ray_address: str | None = Field(None, description="a Ray cluster to join; unset: start a local Ray")
+    ray_ingress_replicas: int = Field(1, ge=1)
+    ray_encoder_replicas: int = Field(1, ge=1, description="model replicas (the minimum, with autoscaling)")
+    ray_encoder_max_replicas: int = Field(
+        0, ge=0, description="above ray_encoder_replicas: autoscale up to this many; 0: a fixed count"
+    )
+    ray_encoder_gpus: float = Field(
+        0.0, ge=0, description="num_gpus per model replica (a fraction shares one)"
+    )
+    ray_encoder_cpus: float = Field(1.0, gt=0)
+    ray_searcher_replicas: int = Field(1, ge=1, description="replicas of every shard's searcher")
+    ray_searcher_cpus: float = Field(0.25, gt=0)
+    ray_ingress_cpus: float = Field(0.25, gt=0)
+    fanout_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="longest wait for one shard's answer; past it: 503 with Retry-After"
+    )
+    fanout_retries: int = Field(
+        1, ge=0, le=10, description="a read whose replica died is sent again to another this many times"
+    )
+
     # Auth: comma-separated keys and/or a file of keys (one per line).
     api_keys: str = ""
     api_keys_file: Path | None = None

@@ -20,6 +20,7 @@ from core.index.lexical import LexicalIndex, Ranked, SharedLexical, check_fusion
 from core.index.manifest import Manifest, same_publication
 from core.index.ondisk import read_on_disk
 from core.index.segments import SegmentSet
+from core.index.shard_merge import HybridPart
 from core.index.vectors import VectorIndex
 from core.index.wal_check import check_wal
 
@@ -295,6 +296,34 @@ class IndexFolder:
         lexical = lexical or self.lexical()
         bm25 = lexical.search([text], n, matches, stats)[0]
         return Ranked(d_iids, d_scores), lexical, bm25
+
+    def hybrid_part(
+        self,
+        query: np.ndarray,
+        text: str,
+        n: int,
+        params: dict[str, Any] | None = None,
+        where: dict[str, Any] | None = None,
+        stats: TermStats | None = None,
+        fusion: str = DEFAULT_FUSION,
+        with_ids: bool = False,
+        lexical: LexicalIndex | None = None,
+    ) -> HybridPart:
+        """This folder's share of a sharded hybrid search (core.index.shard_merge): its two
+        candidate lists and both scores of each candidate (none for rrf, which ranks only);
+        ``with_ids``: their external ids too, for a merge in another process; ``lexical``: the
+        BM25 index ``stats`` came from (default: this snapshot's)."""
+        dense, lexical, bm25 = self.hybrid_candidates(query, text, n, params, where, lexical, stats)
+        union = np.unique(np.concatenate([dense.iids, bm25.iids]).astype(np.int64))
+        if fusion == "rrf":
+            d, b = np.empty(0, np.float64), np.empty(0, np.float32)
+        else:
+            d, b = self.fusion_scores(query, text, union, lexical, stats)
+        doc_ids = None
+        if with_ids:
+            docs = self.store.get_many([int(i) for i in union])
+            doc_ids = [docs[int(i)].id if int(i) in docs else "" for i in union]
+        return HybridPart(dense, bm25, union, d, b, doc_ids)
 
     def fusion_scores(
         self,

@@ -32,18 +32,10 @@ from core.fusion_names import DEFAULT_FUSION
 from core.index.bm25 import TermStats
 from core.index.doc_store import DocStore, Document
 from core.index.folder import HYBRID_DEPTH, Hit, IndexFolder
-from core.index.lexical import check_fusion, fuse
+from core.index.lexical import check_fusion
 from core.index.manifest import Manifest
+from core.index.shard_merge import merge_dense, merge_hybrid
 from core.index.sharding import ShardedManifest
-
-
-def _top(
-    scores: np.ndarray, gids: np.ndarray, n: int, ties: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The best ``n`` by score; equal scores by ``ties`` (BM25's tie keys), else in the order
-    given (shard order, then each shard's own)."""
-    order = np.argsort(-scores, kind="stable") if ties is None else np.lexsort((ties, -scores))
-    return scores[order[:n]], gids[order[:n]]
 
 
 class ShardedFolder:
@@ -110,13 +102,7 @@ class ShardedFolder:
         params: dict[str, Any] | None = None,
         where: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
-        per_shard = [shard.search(queries, k, params, where) for shard in self.shards]
-        merged: list[list[Hit]] = []
-        for q in range(len(np.atleast_2d(queries))):
-            hits = [h for shard_hits in per_shard for h in shard_hits[q]]
-            hits.sort(key=lambda h: -h.score)  # stable: ties stay in shard order
-            merged.append(hits[:k])
-        return merged
+        return merge_dense([shard.search(queries, k, params, where) for shard in self.shards], k)
 
     def search_hybrid(
         self,
@@ -132,40 +118,14 @@ class ShardedFolder:
         """As :meth:`IndexFolder.search_hybrid` over the whole index (see the module doc)."""
         check_fusion(fusion, alpha)
         n = max(k, depth)
-        size = len(self.shards)
         # BM25 scored with the whole index's statistics: the shards' summed (DFS, then query).
         lexes = [shard.lexical() for shard in self.shards]
         stats = sum((lex.stats(text) for lex in lexes), TermStats())
-        found = [
-            shard.hybrid_candidates(query, text, n, params, where, lex, stats)
+        parts = [
+            shard.hybrid_part(query, text, n, params, where, stats, fusion, lexical=lex)
             for shard, lex in zip(self.shards, lexes, strict=True)
         ]
-        # A candidate's global id: its int id in its shard, times the shard count, plus the shard.
-        _, d_gids = _top(
-            np.concatenate([c[0].scores for c in found]),
-            np.concatenate([c[0].iids * size + i for i, c in enumerate(found)]),
-            n,
-        )
-        bm25_ties = [c[2].ties for c in found]
-        _, b_gids = _top(
-            np.concatenate([c[2].scores for c in found]),
-            np.concatenate([c[2].iids * size + i for i, c in enumerate(found)]),
-            n,
-            np.concatenate(bm25_ties) if all(t is not None for t in bm25_ties) else None,  # type: ignore[arg-type]
-        )
-
-        def scores_of(union: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            dense = np.empty(len(union), np.float64)
-            lexical = np.empty(len(union), np.float32)
-            for i, (shard, (_d, lex_index, _b)) in enumerate(zip(self.shards, found, strict=True)):
-                mine = union % size == i
-                if mine.any():
-                    dense[mine], lexical[mine] = shard.fusion_scores(
-                        query, text, union[mine] // size, lex_index, stats
-                    )
-            return dense, lexical
-
-        fused = fuse(d_gids, b_gids, n, fusion, alpha, scores_of)
+        fused = merge_hybrid(parts, n, fusion, alpha)
         return self._hits(fused.iids[:k], fused.scores[:k])
 
     def _hits(self, gids: np.ndarray, scores: np.ndarray) -> list[Hit]:

@@ -131,3 +131,13 @@ def shard_paths(folder: str | Path) -> list[Path]:
     """The shard folders of a sharded index."""
     path = Path(folder)
     return ShardedManifest.read(path).shard_paths(path)
+
+
+def read_layout(folder: str | Path) -> ShardedManifest | None:
+    """A sharded folder's top-level manifest; None for an ordinary index folder (one shard)."""
+    return ShardedManifest.read(Path(folder)) if is_sharded(folder) else None
+
+
+def serving_paths(folder: str | Path) -> list[Path]:
+    """The folders a service opens: every shard's, or the folder itself when it is not sharded."""
+    return shard_paths(folder) if is_sharded(folder) else [Path(folder)]
