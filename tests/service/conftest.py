@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+from core.cross_encoder import CrossEncoder
 from service.app import create_app
 from service.settings import Settings
 from tests.loopback import free_port
@@ -71,3 +72,12 @@ class ThreadedServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tiny_reranker(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("ce") / "nli"
+    CrossEncoder.new(tiny_model_dir, "single_label", ["contradiction", "entailment", "neutral"], "cpu").save(
+        out
+    )
+    return out

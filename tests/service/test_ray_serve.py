@@ -50,10 +50,12 @@ def indexes(
 
 
 @pytest.fixture(scope="module")
-def ray_settings(indexes: tuple[Path, Path], tiny_model_dir: Path) -> Settings:
+def ray_settings(indexes: tuple[Path, Path], tiny_model_dir: Path, tiny_reranker: Path) -> Settings:
     return Settings(
         index_dir=indexes[1],
         model_dir=tiny_model_dir,
+        reranker_dir=tiny_reranker,
+        reranker_precision="fp32",
         device="cpu",
         host="127.0.0.1",
         port=free_port(),
@@ -87,9 +89,13 @@ def ray_url(ray_settings: Settings) -> Iterator[str]:
 
 
 def test_two_shards_on_ray_equal_one_process_over_one_flat_index(
-    ray_url: str, indexes: tuple[Path, Path], make_client: Any, tiny_docs: list[dict[str, Any]]
+    ray_url: str,
+    indexes: tuple[Path, Path],
+    make_client: Any,
+    tiny_docs: list[dict[str, Any]],
+    tiny_reranker: Path,
 ) -> None:
-    one = make_client(indexes[0])
+    one = make_client(indexes[0], reranker_dir=tiny_reranker, reranker_precision="fp32")
     topic = tiny_docs[20]["metadata"]["topic"]
     with httpx.Client(base_url=ray_url, timeout=30) as many:
         ready = many.get("/ready").json()
@@ -103,13 +109,27 @@ def test_two_shards_on_ray_equal_one_process_over_one_flat_index(
                 {"hybrid": True, "alpha": 0.3},
                 {"hybrid": True, "fusion": "rrf"},
                 {"hybrid": True, "filter": {"topic": topic}},
+                {"rerank": True, "rerank_k": 20},
+                {"hybrid": True, "rerank": True, "rerank_k": 12, "filter": {"topic": topic}},
             ):
                 ids_e, s_e = _hits(one, query=doc["text"], k=8, **extra)
                 ids_g, s_g = _hits(many, query=doc["text"], k=8, **extra)
                 assert ids_g == ids_e, extra
                 np.testing.assert_allclose(s_g, s_e, atol=1e-5)
                 compared += 1
-        assert compared == 54
+        assert compared == 72
+        # The cross-encoder's own routes, answered by the model deployment.
+        query, docs = tiny_docs[0]["text"], [d["text"] for d in tiny_docs[1:6]]
+        for path, body in (
+            ("/rerank", {"query": query, "documents": docs}),
+            ("/classify", {"pairs": [[query, docs[0]], [docs[1], docs[2]]]}),
+            ("/embed", {"texts": docs}),
+            ("/v1/embeddings", {"input": docs[:2], "model": "x"}),
+            ("/similarity", {"pairs": [[query, docs[0]]]}),
+        ):
+            expected, got = one.post(path, json=body), many.post(path, json=body)
+            assert got.status_code == expected.status_code == 200, (path, got.text)
+            _assert_same_json(got.json(), expected.json())
         # Several queries in one request, and a document read from its shard.
         body = {"queries": [d["text"] for d in tiny_docs[:3]], "k": 5}
         expected, got = one.post("/search/batch", json=body), many.post("/search/batch", json=body)
@@ -127,6 +147,23 @@ def test_two_shards_on_ray_equal_one_process_over_one_flat_index(
         assert_error_shape(
             many.post("/search", json={"query": "x", "hybrid": True, "fusion": "rrf", "alpha": 0.5}), 422
         )
+
+
+def _assert_same_json(got: Any, expected: Any) -> None:
+    """Equal, numbers within 1e-5 (the same model in another process)."""
+    if isinstance(expected, dict):
+        assert set(got) == set(expected)
+        for key in expected:
+            if key not in ("took_ms", "usage"):
+                _assert_same_json(got[key], expected[key])
+    elif isinstance(expected, list):
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected, strict=True):
+            _assert_same_json(g, e)
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, abs=1e-5)
+    else:
+        assert got == expected
 
 
 def test_the_contract_smoke_test_runs_against_the_ray_ingress(ray_url: str) -> None:

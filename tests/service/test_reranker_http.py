@@ -17,15 +17,6 @@ from tests.service.helpers import assert_error_shape
 
 
 @pytest.fixture(scope="module")
-def tiny_reranker(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    out = tmp_path_factory.mktemp("ce") / "nli"
-    CrossEncoder.new(tiny_model_dir, "single_label", ["contradiction", "entailment", "neutral"], "cpu").save(
-        out
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
 def client(tiny_index: Path, tiny_reranker: Path, tiny_model_dir: Path) -> Iterator[TestClient]:
     settings = Settings(
         index_dir=tiny_index,
