@@ -89,6 +89,7 @@ def build_application(settings: Settings) -> Any:
         # Concurrent requests must reach the replica to share its micro-batches; its own queue
         # bounds are the service's (queue_max, queue_max_inputs: 429 past them).
         "max_ongoing_requests": s.queue_max,
+        "graceful_shutdown_timeout_s": s.shutdown_timeout_s,
     }
     if s.ray_encoder_max_replicas > s.ray_encoder_replicas:
         model_options["autoscaling_config"] = {
@@ -105,6 +106,7 @@ def build_application(settings: Settings) -> Any:
             num_replicas=s.ray_searcher_replicas,
             ray_actor_options={"num_cpus": s.ray_searcher_cpus},
             max_ongoing_requests=s.max_concurrent_requests,
+            graceful_shutdown_timeout_s=s.shutdown_timeout_s,
         )(ShardReplica).bind(s, str(path), model)
         for i, path in enumerate(paths)
     ]
@@ -113,8 +115,18 @@ def build_application(settings: Settings) -> Any:
         num_replicas=s.ray_ingress_replicas,
         ray_actor_options={"num_cpus": s.ray_ingress_cpus},
         max_ongoing_requests=s.max_concurrent_requests,
+        # SIGTERM: requests in flight get this long to finish (SEMSEARCH_SHUTDOWN_TIMEOUT_S).
+        graceful_shutdown_timeout_s=s.shutdown_timeout_s,
     )(serve.ingress()(Ingress))
     return ingress.bind(s, model, shards)
+
+
+def app_builder(args: dict[str, str]) -> Any:
+    """The application for ``serve run`` and a RayService's ``serveConfigV2`` (``import_path:
+    service.ray_serve.launch:app_builder``): settings from the pods' SEMSEARCH_* environment,
+    overridden by the config's ``args`` (the same names, lower case: ``index_dir``...)."""
+    make: Any = Settings  # its fields are typed; args are the config's strings, validated by it
+    return build_application(make(**args))
 
 
 def start(settings: Settings) -> None:

@@ -286,3 +286,36 @@ def test_a_killed_searcher_replica_costs_at_most_503s_and_the_loop_recovers(
             break
         time.sleep(1)
     assert len(now) == REPLICAS and min(pids) not in now
+
+
+def test_a_shard_with_every_replica_killed_answers_503_with_retry_after_until_serve_replaces_them(
+    ray_url: str, tiny_docs: list[dict[str, Any]]
+) -> None:
+    """No replica of shard 1 at all for a while: every search waits at most fanout_timeout_s,
+    then answers 503 with Retry-After (never a hang or a 500), until Serve has replaced them."""
+    shard = launch.shard_deployment_name(1)
+    pids = _replica_pids(shard, REPLICAS)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    statuses: Counter[int] = Counter()
+    slowest = 0.0
+    recovered = False
+    deadline = time.monotonic() + 120
+    with httpx.Client(base_url=ray_url, timeout=30) as client:
+        for i in range(300):
+            if time.monotonic() > deadline:
+                break
+            started = time.monotonic()
+            resp = client.post("/search", json={"query": tiny_docs[i % 50]["text"], "k": 5})
+            slowest = max(slowest, time.monotonic() - started)
+            statuses[resp.status_code] += 1
+            if resp.status_code == 503:
+                assert resp.headers.get("retry-after"), "a 503 without Retry-After"
+                assert_error_shape(resp, 503)
+            elif resp.status_code == 200 and statuses[503]:
+                recovered = True
+                break
+    print(f"\nall replicas of {shard} killed: statuses {dict(statuses)}, slowest {slowest:.1f} s")
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[503] >= 1 and recovered, statuses
+    assert slowest < 5 + 5  # fanout_timeout_s, plus the ingress's own work on a busy machine
