@@ -44,6 +44,7 @@ from core.unit_vectors import l2_normalise
 from service.live_index import LiveIndex, WriteResult
 from service.metrics import Metrics
 from service.micro_batcher import MicroBatcher
+from service.model_facts import EncoderFacts
 from service.reranker import Reranker, Scorer
 from service.search_query import Query
 from service.settings import Settings
@@ -363,29 +364,6 @@ class SearchEngine:
 
     async def _reload(self) -> bool:
         return await asyncio.to_thread(self.index.reload)
-
-
-@dataclass
-class EncoderFacts:
-    """What the routes and logs read of an encoder that runs in another process."""
-
-    source: str
-    fingerprint: str | None
-    dim: int
-    max_seq_length: int
-    device: str
-    precision: str
-
-    @classmethod
-    def of(cls, encoder: Encoder) -> EncoderFacts:
-        return cls(
-            str(encoder.source),
-            encoder.fingerprint,
-            encoder.dim,
-            encoder.max_seq_length,
-            str(encoder.device),
-            encoder.precision,
-        )
 
 
 def prepare_precision(

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -24,27 +22,11 @@ from core.device import configure_threads
 from core.embedding import drift_vs_fp32, load_for_index
 from core.encoder import Encoded
 from core.index.sharded_folder import open_for_search
-from service.engine import EncoderFacts, encoder_batcher, prepare_precision
+from service.engine import encoder_batcher, prepare_precision
 from service.metrics import Metrics
+from service.model_facts import EncoderFacts, ModelFacts, ScorerFacts
 from service.reranker import Pair, Reranker
 from service.settings import Settings
-
-
-@dataclass
-class ScorerFacts:
-    labels: list[str]
-    positive: int
-    weight: float
-
-
-@dataclass
-class ModelFacts:
-    encoder: EncoderFacts
-    precision_quality: dict[str, Any]
-    drift: float | None  # 1 - mean cosine to fp32 (core.embedding.drift_vs_fp32)
-    threads: int
-    reranker: ScorerFacts | None
-
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from core.index.sharding import ShardedManifest, group_by_shard, read_layout
 from service.engine import SearchEngine
 from service.live_index import WriteResult
 from service.metrics import Metrics
+from service.model_facts import ModelFacts, ScorerFacts
 from service.ray_serve.fanout import Fanout
-from service.ray_serve.model_replica import ModelFacts, ScorerFacts
 from service.ray_serve.shard_replica import ShardState
 from service.reranker import Pair, Scorer
 from service.search_query import Query
