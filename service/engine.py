@@ -152,6 +152,11 @@ class SearchEngine:
         self.metrics.set_index(folder.count, folder.generation)
 
     @property
+    def threads(self) -> int:
+        """The encoder's intra-op threads (this process's)."""
+        return torch.get_num_threads()
+
+    @property
     def ready(self) -> bool:
         return not self.index.swapping
 

@@ -234,12 +234,18 @@ class RayEngine(SearchEngine):
         self.index_path = index.path
         self.index = index  # type: ignore[assignment]
         self.model = model
+        self._threads = facts.threads
         # A model call waits up to queue_timeout_s in the replica's queue (then 503 there).
         self.model_fanout = Fanout(
             settings.queue_timeout_s + settings.fanout_timeout_s, settings.fanout_retries
         )
         self.reranker = RemoteScorer(facts.reranker, model, self.model_fanout) if facts.reranker else None
         self._swapped(index.current)  # type: ignore[arg-type]
+
+    @property
+    def threads(self) -> int:
+        """The encoder replica's intra-op threads (not this process's: it runs no model)."""
+        return self._threads
 
     async def _encode(self, texts: Sequence[str]) -> Encoded:
         result: Encoded = await self.model_fanout.call(

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -38,7 +37,7 @@ async def ready(engine: EngineDep, request: Request) -> ReadyResponse:
         device=str(engine.encoder.device),
         precision=engine.encoder.precision,
         precision_quality=engine.precision_quality,
-        threads=torch.get_num_threads(),
+        threads=engine.threads,
         micro_batching=engine.settings.micro_batching,
         read_only=engine.settings.read_only,
         auth="on" if getattr(request.app.state, "auth", False) else "off",
