@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from core.cross_encoder import POSITIVE_NAMES
 from core.device import resolve_device
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError, ModelFormatError
@@ -101,6 +102,35 @@ def focal_cross_entropy(logits: torch.Tensor, target: torch.Tensor, gamma: float
     return (-((1 - logp.exp()) ** gamma) * logp).mean()
 
 
+MNRL_MIN_SCORE = 0.8  # a scored pair without a label is a positive for mnrl at or above this
+
+
+def is_positive_pair(example: PairExample) -> bool:
+    """Whether a pair says its two sentences match: a label named like a positive class
+    (core.cross_encoder.POSITIVE_NAMES: 1, entailment, paraphrase ...), else a score of at least
+    MNRL_MIN_SCORE, else (a bare pair, as a pairs file of positives holds) yes."""
+    if example.label is not None:
+        return example.label.strip().lower() in POSITIVE_NAMES
+    if example.score is not None:
+        return example.score >= MNRL_MIN_SCORE
+    return True
+
+
+def mnrl_positives(train: list[PairExample], source: str) -> list[PairExample]:
+    """The pairs in-batch negatives train on: positives only. A labelled negative taken as a
+    positive would teach the encoder to pull non-matching sentences together."""
+    kept = [e for e in train if is_positive_pair(e)]
+    if not kept:
+        raise DataError(
+            source, None, "the mnrl objective needs positive pairs; every pair is labelled negative"
+        )
+    if len(kept) < len(train):
+        log.info(
+            "mnrl: %d positive pairs of %d (labelled or scored negatives left out)", len(kept), len(train)
+        )
+    return kept
+
+
 class BiEncoderTask:
     def __init__(
         self, cfg: BiEncoderConfig, encoder: Encoder, train: list[PairExample], dev: list[PairExample] | None
@@ -109,6 +139,8 @@ class BiEncoderTask:
             raise InvalidInputError(
                 f"unknown objective {cfg.objective!r}; use one of {', '.join(OBJECTIVES)}"
             )
+        if cfg.objective == "mnrl":
+            train = mnrl_positives(train, cfg.train[0] if cfg.train else "")
         self.cfg, self.encoder, self.train, self.dev = cfg, encoder, train, dev
         self.head: SoftmaxHead | None = None
         self.label_map: dict[str, int] = {}
@@ -204,12 +236,12 @@ def train_bi_encoder(cfg: BiEncoderConfig) -> dict[str, Any]:
     task = BiEncoderTask(cfg, encoder, train, dev)
     log.info(
         "%d training pairs, %d dev pairs, objective %s, %d skipped line(s)",
-        len(train),
+        len(task.train),
         len(dev or []),
         cfg.objective,
         len(skipped),
     )
     summary = run(task, cfg, device)
     plot_curves(output / METRICS_FILE, output / "training_curves.png")
-    summary.update({"train_pairs": len(train), "skipped_lines": len(skipped), "output": str(output)})
+    summary.update({"train_pairs": len(task.train), "skipped_lines": len(skipped), "output": str(output)})
     return summary

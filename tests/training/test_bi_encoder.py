@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.encoder import Encoder
+from core.errors import DataError
 from training.bi_encoder import (
     BiEncoderConfig,
     BiEncoderTask,
@@ -15,7 +16,7 @@ from training.bi_encoder import (
     focal_cross_entropy,
     train_bi_encoder,
 )
-from training.data import read_pairs
+from training.data import PairExample, read_pairs
 from training.loop import run
 
 
@@ -140,14 +141,34 @@ def test_cosine_and_mnrl_objectives_lower_their_loss(
         )
         encoder = Encoder.load(tiny_model_dir, "cpu")
         task = BiEncoderTask(cfg, encoder, read_pairs(pairs_file), None)
+        batch = np.arange(min(8, task.num_examples()))
         with torch.no_grad():
             encoder.net.eval()
-            before = float(task.loss(np.arange(8))[0])
+            before = float(task.loss(batch)[0])
         run(task, cfg, torch.device("cpu"))
         with torch.no_grad():
             encoder.net.eval()
-            after = float(task.loss(np.arange(8))[0])
+            after = float(task.loss(batch)[0])
         assert after < before * 0.7, objective
+
+
+def test_mnrl_trains_on_positive_pairs_only(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """In-batch negatives over a labelled pair file: its negatives are left out, never pulled
+    together as if they matched (LCQMC's 0-labelled pairs were, before)."""
+    rows = [
+        PairExample("a", "b", label="1"),
+        PairExample("c", "d", label="0"),
+        PairExample("e", "f", label="entailment"),
+        PairExample("g", "h", label="contradiction"),
+        PairExample("i", "j", score=0.9),
+        PairExample("k", "l", score=0.2),
+        PairExample("m", "n"),  # a bare pair: a positive
+    ]
+    cfg = _cfg(tiny_model_dir, tmp_path / "x.jsonl", tmp_path / "o", objective="mnrl")
+    task = BiEncoderTask(cfg, Encoder.load(tiny_model_dir, "cpu"), rows, None)
+    assert [e.s1 for e in task.train] == ["a", "e", "i", "m"]
+    with pytest.raises(DataError, match="positive pairs"):
+        BiEncoderTask(cfg, Encoder.load(tiny_model_dir, "cpu"), [rows[1], rows[3]], None)
 
 
 class _Killed(Exception):
