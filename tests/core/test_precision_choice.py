@@ -82,6 +82,11 @@ def test_a_candidate_inside_the_margin_is_never_chosen(monkeypatch: pytest.Monke
 def test_native_bf16_stays_unless_timing_says_it_is_slower_in_most_rounds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The hardware rule as on a CPU with native bf16 (avx512_bf16 or AMX), whatever runs this:
+    # on one without it the rule starts from fp32 and the first case would not apply.
+    monkeypatch.setattr(
+        precision, "native_precision", lambda device, names: "bf16" if "bf16" in names else "fp32"
+    )
     for start in range(1, 13):  # as fast as fp32 within noise, a burst anywhere: the rule holds
         assert _choose(monkeypatch, {"fp32": 1.0, "bf16": 1.02}, range(start, start + 3)) == "bf16"
     # consistently slower by more than the margin: timing overrules the hardware rule

@@ -25,6 +25,7 @@ from hypothesis import settings as hypothesis_settings
 from core.encoder import Encoder
 from core.index.folder import IndexFolder
 from core.index.sharding import ShardedManifest, shard_of
+from indexer.update import add_corpus
 from service.settings import Settings
 from tests.conftest import build_single_and_sharded
 from tests.service.conftest import free_port
@@ -203,7 +204,7 @@ def _in_shard(path: Path, doc_id: str) -> bool:
 
 
 def test_writes_land_on_their_shard_and_survive_a_restart_of_the_deployment(
-    ray_url: str, ray_settings: Settings, indexes: tuple[Path, Path]
+    ray_url: str, ray_settings: Settings, indexes: tuple[Path, Path], jsonl_writer: Any, tmp_path: Path
 ) -> None:
     sharded = indexes[1]
     docs = [{"id": f"ray-{i}", "text": f"the violet kite number {i} over the harbour"} for i in range(10)]
@@ -226,6 +227,15 @@ def test_writes_land_on_their_shard_and_survive_a_restart_of_the_deployment(
     for doc in docs:
         for i, path in enumerate(paths):
             assert _in_shard(path, doc["id"]) == (i == shard_of(doc["id"], SHARDS) and doc["id"] != "ray-3")
+    # Another writer (`index add`) beside the running deployment, then a reload: per shard.
+    more = [{"id": f"cli-{i}", "text": f"a copper lantern number {i}"} for i in range(4)]
+    add_corpus(sharded, jsonl_writer(tmp_path / "more.jsonl", more), device="cpu")
+    with httpx.Client(base_url=ray_url, timeout=30) as client:
+        reloaded = client.post("/admin/reload")
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json()["reloaded"] is True and reloaded.json()["documents"] == before + 13
+        for _ in range(4):  # every replica, whichever answers (the ingress asks for the new generation)
+            assert client.get("/documents/cli-2").status_code == 200
     # Every replica replaced: nothing acknowledged is lost.
     serve.delete(launch.APP_NAME)
     serve.run(launch.build_application(ray_settings), name=launch.APP_NAME, route_prefix="/")
@@ -233,7 +243,7 @@ def test_writes_land_on_their_shard_and_survive_a_restart_of_the_deployment(
         deadline = time.monotonic() + 60
         while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert client.get("/ready").json()["documents"] == before + 9
+        assert client.get("/ready").json()["documents"] == before + 13
         assert client.get("/documents/ray-9").json()["text"] == docs[9]["text"]
         assert client.get("/documents/ray-3").status_code == 404
         found, _ = _hits(client, query=docs[6]["text"], k=20, hybrid=True)
@@ -319,3 +329,29 @@ def test_a_shard_with_every_replica_killed_answers_503_with_retry_after_until_se
     assert set(statuses) <= {200, 503}, statuses
     assert statuses[503] >= 1 and recovered, statuses
     assert slowest < 5 + 5  # fanout_timeout_s, plus the ingress's own work on a busy machine
+
+
+def test_an_unsharded_index_on_ray_is_replicated_serving_equal_to_one_process(
+    ray_url: str,
+    ray_settings: Settings,
+    indexes: tuple[Path, Path],
+    make_client: Any,
+    tiny_docs: list[dict[str, Any]],
+) -> None:
+    """The same deployment over an ordinary index folder: one shard, two replicas."""
+    flat = ray_settings.model_copy(update={"index_dir": indexes[0], "reranker_dir": None})
+    serve.delete(launch.APP_NAME)
+    serve.run(launch.build_application(flat), name=launch.APP_NAME, route_prefix="/")
+    one = make_client(indexes[0])
+    with httpx.Client(base_url=ray_url, timeout=30) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert client.get("/ready").json()["documents"] == 50
+        assert len(_replica_pids(launch.shard_deployment_name(0), REPLICAS)) == REPLICAS
+        for doc in tiny_docs[::10]:
+            for extra in ({}, {"hybrid": True}, {"filter": {"topic": doc["metadata"]["topic"]}}):
+                ids_e, s_e = _hits(one, query=doc["text"], k=6, **extra)
+                ids_g, s_g = _hits(client, query=doc["text"], k=6, **extra)
+                assert ids_g == ids_e
+                np.testing.assert_allclose(s_g, s_e, atol=1e-5)
