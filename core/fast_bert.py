@@ -30,9 +30,11 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gel
 _ONEDNN_ACT = {None: ("none", ""), "gelu": ("gelu", "none"), "relu": ("relu", "")}
 
 
-def _probe_onednn() -> bool:
+def _probe_onednn(dtype: torch.dtype = torch.float32) -> bool:
     """Whether torch's oneDNN linear (``mkldnn::_linear_pointwise``, the op inductor fuses CPU
-    linears into) runs here and agrees with ``F.linear``. Off with ``SEMSEARCH_ONEDNN=0``.
+    linears into) runs here in ``dtype`` and agrees with ``F.linear``. Off with
+    ``SEMSEARCH_ONEDNN=0``. Asked per dtype: oneDNN's bf16 matmul needs avx512 (an avx2-only
+    CPU has the float32 one, and the bf16 call fails there), so bf16 is probed on its own.
 
     Asked on first use, never at import: the probe is a parallel region, and run on the importing
     thread it would leave that thread an OpenMP team of its own (core.model_thread says why that
@@ -41,23 +43,23 @@ def _probe_onednn() -> bool:
         return False
     try:
         gen = torch.Generator().manual_seed(0)  # not the global stream: importing must not move it
-        x, w, b = (torch.randn(*shape, generator=gen) for shape in ((4, 8), (16, 8), (16,)))
+        x, w, b = (torch.randn(*shape, generator=gen).to(dtype) for shape in ((4, 8), (16, 8), (16,)))
         with torch.inference_mode():
             y = torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none")
-        return bool(torch.allclose(y, F.gelu(F.linear(x, w, b)), atol=1e-4))
+        tol = 1e-4 if dtype == torch.float32 else 5e-2
+        return bool(torch.allclose(y.float(), F.gelu(F.linear(x, w, b)).float(), atol=tol))
     except (RuntimeError, AttributeError):
         return False
 
 
-_onednn: bool | None = None
+_onednn: dict[torch.dtype, bool] = {}
 
 
-def onednn_linear() -> bool:
-    """:func:`_probe_onednn`'s answer, probed once, on the first thread that asks."""
-    global _onednn
-    if _onednn is None:
-        _onednn = _probe_onednn()
-    return _onednn
+def onednn_linear(dtype: torch.dtype = torch.float32) -> bool:
+    """:func:`_probe_onednn`'s answer for ``dtype``, probed once, on the first thread that asks."""
+    if dtype not in _onednn:
+        _onednn[dtype] = _probe_onednn(dtype)
+    return _onednn[dtype]
 
 
 def dense(layer: nn.Module, x: torch.Tensor, act: str | None = None) -> torch.Tensor:
@@ -71,7 +73,7 @@ def dense(layer: nn.Module, x: torch.Tensor, act: str | None = None) -> torch.Te
         and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
         and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
-        and onednn_linear()
+        and onednn_linear(x.dtype)
     ):
         attr, algorithm = _ONEDNN_ACT[act]
         fused: torch.Tensor = torch.ops.mkldnn._linear_pointwise(

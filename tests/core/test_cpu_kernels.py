@@ -13,15 +13,12 @@ from core import fast_bert
 from core.encoder import Encoder
 from core.token_batches import cpu_max_batch_tokens
 
-needs_onednn = pytest.mark.skipif(
-    not fast_bert.onednn_linear(), reason="torch has no working oneDNN linear here"
-)
 
-
-@needs_onednn
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("act", [None, "gelu", "relu"])
 def test_onednn_dense_matches_the_module(dtype: torch.dtype, act: str | None) -> None:
+    """On oneDNN where it runs in this dtype (bf16 needs avx512), else on the module itself:
+    the same answer either way, on every CPU."""
     torch.manual_seed(0)
     layer = nn.Linear(32, 48).to(dtype)
     x = torch.randn(10, 32).to(dtype)
@@ -35,7 +32,7 @@ def test_onednn_dense_matches_the_module(dtype: torch.dtype, act: str | None) ->
 
 
 def test_dense_keeps_autograd_and_quantised_layers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fast_bert, "_onednn", True)
+    monkeypatch.setattr(fast_bert, "_onednn", {torch.float32: True, torch.bfloat16: True})
     used: list[str] = []
 
     def spy(*args: object) -> torch.Tensor:
@@ -60,6 +57,14 @@ def test_dense_keeps_autograd_and_quantised_layers(monkeypatch: pytest.MonkeyPat
 def test_onednn_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEMSEARCH_ONEDNN", "0")
     assert fast_bert._probe_onednn() is False
+
+
+def test_bf16_takes_onednn_only_where_its_probe_passes() -> None:
+    """The bf16 probe is its own (an avx2-only AMD EPYC runs oneDNN's float32 matmul but not its
+    bf16 one): where the CPU has native bf16, oneDNN's bf16 matmul is taken."""
+    has_bf16 = fast_bert.onednn_linear(torch.bfloat16)
+    if device_mod.bf16_supported(torch.device("cpu")) and fast_bert.onednn_linear():
+        assert has_bf16
 
 
 def test_cpu_token_budget_keeps_the_widest_activation_under_24_mib() -> None:

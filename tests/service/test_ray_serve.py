@@ -14,6 +14,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +228,26 @@ def test_writes_land_on_their_shard_and_survive_a_restart_of_the_deployment(
     for doc in docs:
         for i, path in enumerate(paths):
             assert _in_shard(path, doc["id"]) == (i == shard_of(doc["id"], SHARDS) and doc["id"] != "ray-3")
+
+    # Concurrent writes: two replicas of each shard commit to its folder in turn (its writer
+    # lock); every acknowledged document is there afterwards, through any replica.
+    def put(batch: int) -> int:
+        body = {
+            "documents": [{"id": f"c{batch}-{j}", "text": f"concurrent note {batch} {j}"} for j in range(5)]
+        }
+        with httpx.Client(base_url=ray_url, timeout=60) as c:
+            return c.put("/documents", json=body).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(put, range(16))) == [200] * 16
+    with httpx.Client(base_url=ray_url, timeout=30) as client:
+        assert client.get("/ready").json()["documents"] == before + 9 + 80
+        for batch in range(16):
+            assert client.get(f"/documents/c{batch}-{batch % 5}").status_code == 200
+        for batch in range(16):
+            ids = [f"c{batch}-{j}" for j in range(5)]
+            assert all(client.delete(f"/documents/{i}").status_code == 200 for i in ids)
+        assert client.get("/ready").json()["documents"] == before + 9
     # Another writer (`index add`) beside the running deployment, then a reload: per shard.
     more = [{"id": f"cli-{i}", "text": f"a copper lantern number {i}"} for i in range(4)]
     add_corpus(sharded, jsonl_writer(tmp_path / "more.jsonl", more), device="cpu")
