@@ -53,8 +53,9 @@ class Fanout:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            response = make()
+            response: Any = None
             try:
+                response = make()
                 return await asyncio.wait_for(response, left)
             except TimeoutError:
                 cancel = getattr(response, "cancel", None)
@@ -89,6 +90,17 @@ class Fanout:
     ) -> list[T]:
         """Every ``(what, make)`` at once (one per shard); the first failure is the answer's."""
         return list(await asyncio.gather(*(self.call(what, make, retry) for what, make in calls)))
+
+    async def settle(
+        self, calls: Sequence[tuple[str, Callable[[], Awaitable[T]]]], retry: bool = True
+    ) -> list[T | BaseException]:
+        """As :meth:`gather`, but every call runs to its end and failures come back in place
+        (a write's shards that committed are noted even when another shard's part failed)."""
+        return list(
+            await asyncio.gather(
+                *(self.call(what, make, retry) for what, make in calls), return_exceptions=True
+            )
+        )
 
 
 def _fresh(exc: SemsearchError) -> SemsearchError:

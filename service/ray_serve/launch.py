@@ -45,7 +45,9 @@ class Ingress:
         facts = await model.facts.remote()
         states = await asyncio.gather(*(shard.state.remote() for shard in shards))
         fanout = Fanout(settings.fanout_timeout_s, settings.fanout_retries)
-        index = RemoteIndex(Path(settings.index_dir), read_layout(settings.index_dir), shards, states, fanout)
+        writes = Fanout(settings.fanout_timeout_s + settings.write_busy_timeout_s, 0)
+        layout = read_layout(settings.index_dir)
+        index = RemoteIndex(Path(settings.index_dir), layout, shards, states, fanout, writes)
         self.engine = RayEngine(settings, facts, model, index)
 
     def __serve_build_asgi_app__(self) -> Any:

@@ -52,12 +52,15 @@ class RemoteIndex:
         shards: Sequence[Any],
         states: Sequence[ShardState],
         fanout: Fanout,
+        write_fanout: Fanout | None = None,
     ) -> None:
         self.path = path
         self.top = top  # None: an unsharded folder served as one shard (replicated serving)
         self.shards = list(shards)
         self.states = list(states)
         self.fanout = fanout
+        # A write may wait for its shard's writer lock (write_busy_timeout_s) before it commits.
+        self.write_fanout = write_fanout or fanout
         self.swapping = False
         self.compactions = 0
 
@@ -150,35 +153,44 @@ class RemoteIndex:
 
     async def upsert(self, docs: Sequence[Document], vectors: np.ndarray) -> WriteResult:
         groups = [(i, rows) for i, rows in enumerate(self._groups([d.id for d in docs])) if rows]
-        answers = await self.fanout.gather(
+        answers = await self._write(
             [
                 self._call(i, "upsert", [docs[r] for r in rows], vectors[np.asarray(rows)])
                 for i, rows in groups
             ],
-            retry=False,  # it may have committed before its replica died: the client decides
+            [i for i, _ in groups],
         )
-        for (i, _), (_, state) in zip(groups, answers, strict=True):
-            self._note(i, state)
         return WriteResult(
             self.current.generation,
-            upserted=sum(r.upserted for r, _ in answers),
-            deleted=sum(r.deleted for r, _ in answers),
+            upserted=sum(r.upserted for r in answers),
+            deleted=sum(r.deleted for r in answers),
         )
 
     async def delete(self, doc_ids: Sequence[str]) -> WriteResult:
         ids = list(doc_ids)
         groups = [(i, rows) for i, rows in enumerate(self._groups(ids)) if rows]
-        answers: list[tuple[WriteResult, ShardState]] = await self.fanout.gather(
-            [self._call(i, "delete", [ids[r] for r in rows]) for i, rows in groups], retry=False
+        answers = await self._write(
+            [self._call(i, "delete", [ids[r] for r in rows]) for i, rows in groups], [i for i, _ in groups]
         )
-        for (i, _), (_, state) in zip(groups, answers, strict=True):
-            self._note(i, state)
-        missing = {m for r, _ in answers for m in (r.missing or [])}
+        missing = {m for r in answers for m in (r.missing or [])}
         return WriteResult(
             self.current.generation,
-            deleted=sum(r.deleted for r, _ in answers),
+            deleted=sum(r.deleted for r in answers),
             missing=[i for i in ids if i in missing],
         )
+
+    async def _write(self, calls: list[tuple[str, Any]], shards: list[int]) -> list[WriteResult]:
+        """Every shard's part of one write, never retried (a replica may have committed before
+        it died: the client decides). The parts that committed are noted even when another
+        failed, so later reads through this ingress see them; then the first failure is raised."""
+        answers = await self.write_fanout.settle(calls, retry=False)
+        for i, answer in zip(shards, answers, strict=True):
+            if not isinstance(answer, BaseException):
+                self._note(i, answer[1])
+        failed = [a for a in answers if isinstance(a, BaseException)]
+        if failed:
+            raise failed[0]
+        return [a[0] for a in answers]  # type: ignore[index]
 
     async def reload(self) -> bool:
         """Every shard moves to its newest generation (one replica each now; the others by
@@ -194,7 +206,9 @@ class RemoteIndex:
             )
         answers = await self.fanout.gather([self._call(i, "reload") for i in range(len(self.shards))])
         for i, (_, state) in enumerate(answers):
-            self._note(i, state)
+            # The folder's newest publication as the shard sees it now: taken as it is, so a
+            # rebuild that started its generations again (a repair) is followed, not refused.
+            self.states[i] = state
         if layout is not None:
             self.top = layout
         return any(swapped for swapped, _ in answers)

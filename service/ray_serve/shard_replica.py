@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from core import model_thread
+from core.errors import NotReadyError
 from core.index.bm25 import TermStats
 from core.index.compaction import CompactionPolicy
 from core.index.doc_store import Document
@@ -64,6 +65,7 @@ class ShardReplica:
         self.settings = settings
         self.path = Path(path)
         self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
         # Searches run on threads that keep off any OpenMP team, as in the single-process service.
         asyncio.get_running_loop().set_default_executor(model_thread.worker_pool())
         facts = await model.facts.remote()
@@ -91,7 +93,8 @@ class ShardReplica:
         )
         live = LiveIndex(folder, check, s.write_busy_timeout_s, None, policy, s.bm25_refresh_wait_ms / 1000)
         if s.reload_interval_s > 0:
-            threading.Thread(target=self._poll, args=(live,), name="shard-reload", daemon=True).start()
+            self._poller = threading.Thread(target=self._poll, args=(live,), name="shard-reload", daemon=True)
+            self._poller.start()
         log.info("shard %s: generation %d, %d documents", self.path.name, folder.generation, folder.count)
         return live
 
@@ -106,6 +109,13 @@ class ShardReplica:
         """The live index, at ``min_generation`` or later (what the caller has seen acknowledged)."""
         if self.live.current.generation < min_generation:
             await asyncio.to_thread(self.live.reload)
+            if self.live.current.generation < min_generation:
+                # Still behind what the ingress acknowledged (shared storage not caught up):
+                # answering from this snapshot could bring back a deleted document.
+                raise NotReadyError(
+                    f"this replica of {self.path.name} is at generation {self.live.current.generation}, "
+                    f"behind the acknowledged {min_generation}; retry"
+                )
         return self.live
 
     def _state(self) -> ShardState:
@@ -153,14 +163,21 @@ class ShardReplica:
 
     async def upsert(self, docs: list[Document], vectors: np.ndarray) -> tuple[WriteResult, ShardState]:
         result = await (await self._live()).upsert(docs, vectors)  # answered once durable
-        return result, self._state()
+        return result, self._written(result)
 
     async def delete(self, doc_ids: list[str]) -> tuple[WriteResult, ShardState]:
         result = await (await self._live()).delete(doc_ids)
-        return result, self._state()
+        return result, self._written(result)
+
+    def _written(self, result: WriteResult) -> ShardState:
+        """The state after a write: at least its committed generation, even where the snapshot
+        after it failed (the live index reopens it), so other replicas are asked for it."""
+        state = self._state()
+        state.generation = max(state.generation, result.generation)
+        return state
 
     async def reload(self, force: bool = False) -> tuple[bool, ShardState]:
-        live = await self._live()
+        live = self.live
         swapped = await asyncio.to_thread(live.reload, force)
         return swapped, self._state()
 
@@ -173,6 +190,10 @@ class ShardReplica:
 
     def __del__(self) -> None:
         self._stop.set()
+        poller = getattr(self, "_poller", None)
+        if poller is not None:
+            poller.join(timeout=10)  # never a reload of a closed index
         live = getattr(self, "live", None)
         if live is not None:
+            del self.live  # a second destructor call finds none to close
             live.close()
