@@ -267,7 +267,7 @@ class IndexFolder:
             n,
             fusion,
             alpha,
-            lambda union: self.fusion_scores(query, text, union, lexical),
+            lambda union: self.fusion_scores(query, text, union, lexical, None, bm25.full),
         )
         # Both candidate lists hold live ids only: the top k is all that is read from SQLite.
         return self._hits(fused.scores[None, :k], fused.iids[None, :k], k)[0]
@@ -318,12 +318,13 @@ class IndexFolder:
         if fusion == "rrf":
             d, b = np.empty(0, np.float64), np.empty(0, np.float32)
         else:
-            d, b = self.fusion_scores(query, text, union, lexical, stats)
+            d, b = self.fusion_scores(query, text, union, lexical, stats, bm25.full)
         doc_ids = None
         if with_ids:
             docs = self.store.get_many([int(i) for i in union])
             doc_ids = [docs[int(i)].id if int(i) in docs else "" for i in union]
-        return HybridPart(dense, bm25, union, d, b, doc_ids)
+        # Without the full score vector: a part may travel to another process (Ray Serve).
+        return HybridPart(dense, Ranked(bm25.iids, bm25.scores, bm25.ties), union, d, b, doc_ids)
 
     def fusion_scores(
         self,
@@ -332,13 +333,16 @@ class IndexFolder:
         iids: np.ndarray,
         lexical: LexicalIndex,
         stats: TermStats | None = None,
+        bm25_full: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(dense, BM25) scores of these candidates: a candidate that only one side found gets
         its true score on the other side, from the stored vector or the full BM25 scores. The
         dense ones in float64: min-max over a narrow span magnifies float32's last bit, whose
         value depends on how many rows one product takes (one index's, or a shard's, share)."""
         vectors = self.segments.reconstruct(iids).astype(np.float64)
-        return vectors @ query.reshape(-1).astype(np.float64), lexical.scores_for(text, iids, stats)
+        return vectors @ query.reshape(-1).astype(np.float64), lexical.scores_for(
+            text, iids, stats, bm25_full
+        )
 
     def _hits(self, scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})

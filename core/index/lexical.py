@@ -60,6 +60,10 @@ class Ranked:
     scores: np.ndarray  # float32
     # BM25's order among equal scores (tie_keys): merging shards' lists orders ties by it too
     ties: np.ndarray | None = None
+    # BM25 only: the query's score for every row of the index it came from, so that fusion reads
+    # the candidates' scores from it instead of scoring the whole index a second time. Never
+    # sent between processes (a shard's part drops it: core.index.folder.hybrid_part).
+    full: np.ndarray | None = None
 
 
 def tie_keys(doc_ids: Sequence[str]) -> np.ndarray:
@@ -142,20 +146,22 @@ class LexicalIndex:
             mask = np.zeros(self.count, dtype=bool)
             mask[[self.row[int(i)] for i in allowed if int(i) in self.row]] = True
         for query in queries:
-            scores = self.postings.scores(self.tokens(query), stats)
-            if mask is not None:
-                scores = np.where(mask, scores, 0.0).astype(np.float32)
+            full = self.postings.scores(self.tokens(query), stats)
+            scores = full if mask is None else np.where(mask, full, 0.0).astype(np.float32)
             hits = np.flatnonzero(scores > 0)
             # Best first, equal scores by tie key: the same order in one folder and in shards.
             hits = hits[np.lexsort((self.ties[hits], -scores[hits]))][:k]
-            out.append(Ranked(self.iids[hits], scores[hits], self.ties[hits]))
+            out.append(Ranked(self.iids[hits], scores[hits], self.ties[hits], full))
         return out
 
-    def scores_for(self, query: str, iids: np.ndarray, stats: TermStats | None = None) -> np.ndarray:
-        """BM25 scores of ``query`` for the given int ids (0 for ids not indexed)."""
+    def scores_for(
+        self, query: str, iids: np.ndarray, stats: TermStats | None = None, full: np.ndarray | None = None
+    ) -> np.ndarray:
+        """BM25 scores of ``query`` for the given int ids (0 for ids not indexed); ``full``: the
+        query's scores for every row, where a search just computed them (``Ranked.full``)."""
         if self.count == 0:
             return np.zeros(len(iids), dtype=np.float32)
-        all_scores = self.postings.scores(self.tokens(query), stats)
+        all_scores = full if full is not None else self.postings.scores(self.tokens(query), stats)
         rows = np.array([self.row.get(int(i), -1) for i in iids], dtype=np.int64)
         return np.where(rows >= 0, all_scores[np.maximum(rows, 0)], 0.0).astype(np.float32)
 
