@@ -224,18 +224,27 @@ class DocStore(LogTables):
         return self.generation if self.generation is not None else 2**62
 
     # ------------------------------------------------------------------ reads
-    def get_many(self, iids: Sequence[int]) -> dict[int, Document]:
-        """Documents by int id, among the rows live at the pinned generation."""
-        out: dict[int, Document] = {}
-        for start in range(0, len(iids), 500):  # stay under SQLite's bound-parameter limit
-            part = [int(i) for i in iids[start : start + 500]]
+    def _live_rows(self, columns: str, key: str, values: Sequence[Any]) -> list[Any]:
+        """``SELECT columns`` of the rows live at the pinned generation whose ``key`` is one of
+        ``values``, in chunks that stay under SQLite's bound-parameter limit."""
+        rows: list[Any] = []
+        for start in range(0, len(values), 500):
+            part = list(values[start : start + 500])
             marks = ",".join("?" * len(part))
-            rows = self._rows(
-                f"SELECT iid, id, text, metadata FROM docs WHERE iid IN ({marks}) AND {_LIVE_POS}",
+            rows += self._rows(
+                f"SELECT {columns} FROM docs WHERE {key} IN ({marks}) AND {_LIVE_POS}",
                 [*part, self._gen(), self._gen()],
             )
-            out.update((int(r[0]), Document(r[1], r[2], json.loads(r[3]))) for r in rows)
-        return out
+        return rows
+
+    def get_many(self, iids: Sequence[int]) -> dict[int, Document]:
+        """Documents by int id, among the rows live at the pinned generation."""
+        rows = self._live_rows("iid, id, text, metadata", "iid", [int(i) for i in iids])
+        return {int(r[0]): Document(r[1], r[2], json.loads(r[3])) for r in rows}
+
+    def doc_ids(self, iids: Sequence[int]) -> dict[int, str]:
+        """Int id -> external id of the live rows among ``iids`` (no text read)."""
+        return {int(r[0]): r[1] for r in self._live_rows("iid, id", "iid", [int(i) for i in iids])}
 
     def get(self, doc_id: str) -> Document | None:
         rows = self._rows(
@@ -246,16 +255,7 @@ class DocStore(LogTables):
 
     def live_iids(self, doc_ids: Sequence[str]) -> dict[str, int]:
         """External id -> int id of the live row, for those of ``doc_ids`` that exist."""
-        found: dict[str, int] = {}
-        for start in range(0, len(doc_ids), 500):
-            part = list(doc_ids[start : start + 500])
-            marks = ",".join("?" * len(part))
-            rows = self._rows(
-                f"SELECT id, iid FROM docs WHERE id IN ({marks}) AND {_LIVE_POS}",
-                [*part, self._gen(), self._gen()],
-            )
-            found.update((r[0], int(r[1])) for r in rows)
-        return found
+        return {r[0]: int(r[1]) for r in self._live_rows("id, iid", "id", doc_ids)}
 
     def existing(self, doc_ids: Sequence[str]) -> set[str]:
         """Which of ``doc_ids`` are live."""

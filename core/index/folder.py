@@ -321,8 +321,8 @@ class IndexFolder:
             d, b = self.fusion_scores(query, text, union, lexical, stats, bm25.full)
         doc_ids = None
         if with_ids:
-            docs = self.store.get_many([int(i) for i in union])
-            doc_ids = [docs[int(i)].id if int(i) in docs else "" for i in union]
+            ids = self.store.doc_ids(union.tolist())
+            doc_ids = [ids.get(int(i), "") for i in union]
         # Without the full score vector: a part may travel to another process (Ray Serve).
         return HybridPart(dense, Ranked(bm25.iids, bm25.scores, bm25.ties), union, d, b, doc_ids)
 

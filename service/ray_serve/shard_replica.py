@@ -151,9 +151,9 @@ class ShardReplica:
         """The documents of these ids at this replica's snapshot (a hybrid search's hits)."""
         snapshot = (await self._live(min_generation)).current
 
-        def run() -> dict[str, Document]:
-            docs = (snapshot.get(i) for i in doc_ids)
-            return {d.id: d for d in docs if d is not None}
+        def run() -> dict[str, Document]:  # two queries, whatever the count
+            store = snapshot.store
+            return {d.id: d for d in store.get_many(list(store.live_iids(doc_ids).values())).values()}
 
         return await asyncio.to_thread(run)
 
