@@ -54,6 +54,22 @@ class WriteResult:
     missing: list[str] | None = None
 
 
+def merged(generation: int, parts: Sequence[WriteResult], ids: Sequence[str] | None = None) -> WriteResult:
+    """One write's answer from its shards' parts: the counts summed; for a delete of ``ids``,
+    the ids no shard had, in the caller's order. (A sharded index in this process and the Ray
+    ingress both answer through this.)"""
+    missing = None
+    if ids is not None:
+        gone = {m for r in parts for m in (r.missing or [])}
+        missing = [i for i in ids if i in gone]
+    return WriteResult(
+        generation,
+        upserted=sum(r.upserted for r in parts),
+        deleted=sum(r.deleted for r in parts),
+        missing=missing,
+    )
+
+
 @dataclass
 class _Write:
     docs: Sequence[Document]

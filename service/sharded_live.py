@@ -24,7 +24,7 @@ from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
 from core.index.sharded_folder import ShardedFolder
 from core.index.sharding import ShardedManifest, group_by_shard
-from service.live_index import LiveIndex, WriteResult
+from service.live_index import LiveIndex, WriteResult, merged
 
 
 class ShardedLiveIndex:
@@ -79,11 +79,7 @@ class ShardedLiveIndex:
             if rows
         ]
         results = await asyncio.gather(*parts)  # acknowledged once every shard's part is durable
-        return WriteResult(
-            self.current.generation,
-            upserted=sum(r.upserted for r in results),
-            deleted=sum(r.deleted for r in results),
-        )
+        return merged(self.current.generation, results)
 
     async def delete(self, doc_ids: Sequence[str]) -> WriteResult:
         ids = list(doc_ids)
@@ -93,12 +89,7 @@ class ShardedLiveIndex:
             if rows
         ]
         results = await asyncio.gather(*parts)
-        missing = {m for r in results for m in (r.missing or [])}
-        return WriteResult(
-            self.current.generation,
-            deleted=sum(r.deleted for r in results),
-            missing=[i for i in ids if i in missing],
-        )
+        return merged(self.current.generation, results, ids)
 
     def reload(self, force: bool = False) -> bool:
         """Every shard moves to its newest generation. A rebuild into another shard count cannot

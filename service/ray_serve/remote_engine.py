@@ -22,7 +22,7 @@ from core.index.manifest import Manifest
 from core.index.shard_merge import merge_dense, merge_hybrid, part_doc_id, split_gid
 from core.index.sharding import ShardedManifest, group_by_shard, read_layout
 from service.engine import SearchEngine
-from service.live_index import WriteResult
+from service.live_index import WriteResult, merged
 from service.metrics import Metrics
 from service.model_facts import ModelFacts, ScorerFacts
 from service.ray_serve.fanout import Fanout
@@ -160,11 +160,7 @@ class RemoteIndex:
             ],
             [i for i, _ in groups],
         )
-        return WriteResult(
-            self.current.generation,
-            upserted=sum(r.upserted for r in answers),
-            deleted=sum(r.deleted for r in answers),
-        )
+        return merged(self.current.generation, answers)
 
     async def delete(self, doc_ids: Sequence[str]) -> WriteResult:
         ids = list(doc_ids)
@@ -172,12 +168,7 @@ class RemoteIndex:
         answers = await self._write(
             [self._call(i, "delete", [ids[r] for r in rows]) for i, rows in groups], [i for i, _ in groups]
         )
-        missing = {m for r in answers for m in (r.missing or [])}
-        return WriteResult(
-            self.current.generation,
-            deleted=sum(r.deleted for r in answers),
-            missing=[i for i in ids if i in missing],
-        )
+        return merged(self.current.generation, answers, ids)
 
     async def _write(self, calls: list[tuple[str, Any]], shards: list[int]) -> list[WriteResult]:
         """Every shard's part of one write, never retried (a replica may have committed before
