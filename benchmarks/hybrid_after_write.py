@@ -31,44 +31,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 from harness.ir_corpus import load_collection
 from harness.load import RequestFn, run_phase
 from harness.machine import cpu_model
+from harness.random_index import model_manifest, random_unit_vectors, write_index
 from harness.server_process import start_server
 
 from core.defaults import default_model_dir
 from core.encoder import Encoder
 
 DIM = 384
-CHUNK = 20_000
 
 
 def build(out: Path, data: Path, n: int, model: Path) -> None:
-    from core.index.doc_store import Document
-    from core.index.manifest import Manifest
-    from core.index.writer import IndexWriter
-
     if (out / "manifest.json").exists():
         return
     encoder = Encoder.load(model, "cpu")
-    manifest = Manifest(
-        model_fingerprint=encoder.fingerprint or "",
-        dim=encoder.dim,
-        normalized=True,
-        count=0,
-        max_seq_length=encoder.max_seq_length,
-    )
-    manifest.model_dir = str(model)
     docs = load_collection(data, n).docs
-    rng = np.random.default_rng(0)
-    with IndexWriter(out, manifest) as writer:
-        for start in range(0, n, CHUNK):
-            part = docs[start : start + CHUNK]
-            vectors = rng.standard_normal((len(part), encoder.dim)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            writer.add([Document(d["id"], d["text"], d["metadata"]) for d in part], vectors)
-        writer.commit()
+    write_index(out, model_manifest(encoder, model), docs, random_unit_vectors(len(docs), encoder.dim))
 
 
 def search(client: httpx.Client, query: str, alpha: float | None = None) -> tuple[float, list[str]]:

@@ -27,55 +27,27 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from harness.ir_corpus import load_collection
 from harness.load import RequestFn, run_phase
 from harness.machine import cpu_model
 from harness.proc import rss_mb
+from harness.random_index import model_manifest, random_unit_vectors, write_index
 from harness.server_process import Server, free_port
 
 from core.defaults import default_model_dir
 from core.encoder import Encoder
-from core.index.doc_store import Document
 from core.index.manifest import Manifest
 from core.index.sharding import ShardedManifest, group_by_shard, shard_dir_name, shard_of
-from core.index.writer import IndexWriter
-
-CHUNK = 20_000
-
-
-def _manifest(encoder: Encoder, model: Path) -> Manifest:
-    manifest = Manifest(
-        model_fingerprint=encoder.fingerprint or "",
-        dim=encoder.dim,
-        normalized=True,
-        count=0,
-        max_seq_length=encoder.max_seq_length,
-    )
-    manifest.model_dir = str(model)
-    return manifest
-
-
-def _write(out: Path, manifest: Manifest, docs: list[dict[str, Any]], vectors: np.ndarray) -> None:
-    with IndexWriter(out, manifest) as writer:
-        for start in range(0, len(docs), CHUNK):
-            part = docs[start : start + CHUNK]
-            writer.add(
-                [Document(d["id"], d["text"], d["metadata"]) for d in part], vectors[start : start + CHUNK]
-            )
-        writer.commit()
 
 
 def build(work: Path, data: Path, n: int, model: Path, shard_counts: list[int]) -> dict[int, Path]:
     """{shards: folder}; 1 is the unsharded folder. Reused when already written."""
     encoder = Encoder.load(model, "cpu")
     docs = load_collection(data, n).docs
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((len(docs), encoder.dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = random_unit_vectors(len(docs), encoder.dim)
     out = {1: work / f"flat-{n}"}
     if not (out[1] / "manifest.json").exists():
-        _write(out[1], _manifest(encoder, model), docs, vectors)
+        write_index(out[1], model_manifest(encoder, model), docs, vectors)
     for shards in shard_counts:
         if shards == 1:
             continue
@@ -86,8 +58,11 @@ def build(work: Path, data: Path, n: int, model: Path, shard_counts: list[int]) 
         for i, rows in enumerate(
             group_by_shard([d["id"] for d in docs], partial(shard_of, shards=shards), shards)
         ):
-            _write(
-                folder / shard_dir_name(i), _manifest(encoder, model), [docs[r] for r in rows], vectors[rows]
+            write_index(
+                folder / shard_dir_name(i),
+                model_manifest(encoder, model),
+                [docs[r] for r in rows],
+                vectors[rows],
             )
         top = ShardedManifest(
             shards=shards,
