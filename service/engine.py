@@ -398,12 +398,6 @@ def encoder_batcher(encoder: Encoder, settings: Settings, metrics: Metrics) -> M
         encode_now,
         take,
         tokens=lambda text: min(max_len, 2 + len(text) // 4),  # an estimate: no tokenising here
-        max_batch=s.batch_max_size,
-        max_tokens=s.batch_max_tokens,
-        max_wait_s=s.batch_max_wait_ms / 1000,
-        max_queue=s.queue_max,
-        max_queue_inputs=s.queue_max_inputs,
-        timeout_s=s.queue_timeout_s,
-        enabled=s.micro_batching,
         on_batch=lambda stats: metrics.observe_batch("encoder", stats),
+        **s.batcher_bounds(),
     )

@@ -58,14 +58,8 @@ class Reranker(Scorer):
             lambda pairs: model.logits(pairs, settings.encode_batch_size, settings.max_batch_tokens),
             _take,
             tokens=lambda pair: min(max_len, 3 + (len(pair[0]) + len(pair[1])) // 4),
-            max_batch=settings.batch_max_size,
-            max_tokens=settings.batch_max_tokens,
-            max_wait_s=settings.batch_max_wait_ms / 1000,
-            max_queue=settings.queue_max,
-            max_queue_inputs=settings.queue_max_inputs,
-            timeout_s=settings.queue_timeout_s,
-            enabled=settings.micro_batching,
             on_batch=lambda stats: metrics.observe_batch("reranker", stats),
+            **settings.batcher_bounds(),
         )
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -155,6 +156,19 @@ class Settings(BaseSettings):
             read_keys(self.api_keys, self.api_keys_file),
             read_keys(self.read_only_api_keys, self.read_only_api_keys_file),
         )
+
+    def batcher_bounds(self) -> dict[str, Any]:
+        """The micro-batching settings as :class:`service.micro_batcher.MicroBatcher` takes them
+        (every model a service runs is batched by the same bounds)."""
+        return {
+            "max_batch": self.batch_max_size,
+            "max_tokens": self.batch_max_tokens,
+            "max_wait_s": self.batch_max_wait_ms / 1000,
+            "max_queue": self.queue_max,
+            "max_queue_inputs": self.queue_max_inputs,
+            "timeout_s": self.queue_timeout_s,
+            "enabled": self.micro_batching,
+        }
 
     def cors_origin_list(self) -> list[str]:
         return _split(self.cors_origins)
