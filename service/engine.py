@@ -34,7 +34,7 @@ from core.errors import (
 from core.fusion_names import DEFAULT_FUSION
 from core.index.compaction import CompactionPolicy
 from core.index.doc_rules import id_problem, metadata_json, metadata_problem, text_problem
-from core.index.doc_store import Document
+from core.index.doc_store import DocStore, Document
 from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import recover
@@ -79,7 +79,9 @@ class SearchEngine:
         self.encoder: Encoder | EncoderFacts = encoder
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.precision_quality = prepare_precision(encoder, settings, index, self.metrics)
+        self.precision_quality = prepare_precision(
+            encoder, settings, index.manifest, index.store, self.metrics
+        )
         self.index_path = index.path
         self._check_manifest(index.manifest)
         policy = (
@@ -372,13 +374,14 @@ class SearchEngine:
 
 
 def prepare_precision(
-    encoder: Encoder, settings: Settings, index: IndexFolder | ShardedFolder, metrics: Metrics
+    encoder: Encoder, settings: Settings, manifest: Manifest, store: DocStore, metrics: Metrics
 ) -> dict[str, Any]:
-    """Set the query encoder's precision as the settings and the index ask (measured on the
-    index's own documents: core.embedding.set_precision), and publish it as metrics."""
-    texts = index_texts(index.store)
+    """Set the query encoder's precision as the settings and the index (its ``manifest``) ask,
+    measured on the index's own documents (a sample from ``store``: core.embedding.set_precision),
+    and publish it as metrics."""
+    texts = index_texts(store)
     quality = set_precision(
-        encoder, settings.precision, texts or None, settings.max_precision_drift, index.manifest.precision
+        encoder, settings.precision, texts or None, settings.max_precision_drift, manifest.precision
     )
     drift = drift_vs_fp32(encoder, quality)
     metrics.set_encoder(str(encoder.device), encoder.precision, drift, torch.get_num_threads())

@@ -54,7 +54,7 @@ class ShardedFolder:
         try:
             for shard_path in top.shard_paths(path):
                 shards.append(IndexFolder.open(shard_path))
-            check_same_model(shards)
+            check_same_model([(shard.path, shard.manifest) for shard in shards])
         except BaseException:
             for shard in shards:
                 shard.close()
@@ -143,15 +143,15 @@ class ShardedFolder:
         ]
 
 
-def check_same_model(shards: Sequence[IndexFolder]) -> None:
-    """Every shard from one model at one precision: their vectors are compared with each other."""
-    first = shards[0].manifest
-    for shard in shards[1:]:
-        m = shard.manifest
+def check_same_model(shards: Sequence[tuple[Path, Manifest]]) -> None:
+    """Every shard (its folder and manifest) from one model at one precision: their vectors are
+    compared with each other. Manifests only, so a process that opens no shard can check too."""
+    first_path, first = shards[0]
+    for path, m in shards[1:]:
         if (m.model_fingerprint, m.dim, m.precision) != (first.model_fingerprint, first.dim, first.precision):
             raise IndexFormatError(
-                f"{shard.path}: made by model {m.model_fingerprint[:12]} at {m.precision}, but "
-                f"{shards[0].path} by {first.model_fingerprint[:12]} at {first.precision}: "
+                f"{path}: made by model {m.model_fingerprint[:12]} at {m.precision}, but "
+                f"{first_path} by {first.model_fingerprint[:12]} at {first.precision}: "
                 "the shards of one index must come from one build"
             )
 

@@ -21,7 +21,10 @@ from core.cross_encoder import CrossEncoder
 from core.device import configure_threads
 from core.embedding import drift_vs_fp32, load_for_index
 from core.encoder import Encoded
-from core.index.sharded_folder import open_for_search
+from core.index.doc_store import DOCS_FILE, DocStore
+from core.index.manifest import Manifest
+from core.index.sharded_folder import check_same_model
+from core.index.sharding import serving_paths
 from service.engine import encoder_batcher, prepare_precision
 from service.metrics import Metrics
 from service.model_facts import EncoderFacts, ModelFacts, ScorerFacts
@@ -42,13 +45,18 @@ class ModelReplica:
         s = self.settings
         assert s.index_dir is not None
         threads = configure_threads(s.threads)
-        index = open_for_search(s.index_dir)
+        # Manifests and a sample of documents only: this replica never loads a shard's vectors
+        # (on a cluster the whole index would not fit it; that is what the shards are for).
+        paths = serving_paths(s.index_dir)
+        manifests = [Manifest.read(path) for path in paths]
+        check_same_model(list(zip(paths, manifests, strict=True)))
+        encoder = load_for_index(manifests[0], s.index_dir, s.model_dir, s.device)  # the model check
+        largest = max(range(len(paths)), key=lambda i: manifests[i].count)
+        store = DocStore(paths[largest] / DOCS_FILE, readonly=True)
         try:
-            encoder = load_for_index(index.manifest, index.path, s.model_dir, s.device)
-            index.manifest.check_model(encoder.fingerprint, encoder.dim, index.path, encoder.max_seq_length)
-            quality = prepare_precision(encoder, s, index, self.metrics)
+            quality = prepare_precision(encoder, s, manifests[0], store, self.metrics)
         finally:
-            index.close()
+            store.close()
         cross = CrossEncoder.load(s.reranker_dir, s.device) if s.reranker_dir else None
         if cross is not None:
             cross.to_precision(s.reranker_precision)
