@@ -3,7 +3,9 @@
 Readers for the queries (SMART ``.QRY``, TSV ``qid<TAB>text``, JSONL ``{"id", "text"}``) and the
 judgments (TREC ``qid 0 docid grade``, SMART ``.REL`` ``qid docid 0 0.0``). Document ids in the
 judgments are the corpus ids the index was built with. Modes: ``dense`` (the encoder + FAISS),
-``bm25`` (bm25s over the index's documents) and ``hybrid`` (their fusion, as the service does).
+``bm25`` (bm25s over the index's documents) and ``hybrid`` (their fusion, with pseudo-relevance
+feedback, as the service does). The default mode and feedback are ``semsearch serve``'s defaults
+(core.fusion_names), so that an evaluation with no flags measures what a server with none serves.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from core.cross_encoder import CrossEncoder, rerank_order
 from core.embedding import encoder_for_index, query_vectors
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError, UnsupportedError
-from core.fusion_names import DEFAULT_FUSION
+from core.fusion_names import DEFAULT_FEEDBACK_DOCS, DEFAULT_FUSION, DEFAULT_SEARCH_MODE
+from core.index.feedback import check_feedback, search_hybrid
 from core.index.folder import Hit, IndexFolder
 from core.index.sharded_folder import ShardedFolder, open_for_search
 from core.smart import read_smart
@@ -119,19 +122,21 @@ def evaluate(
     encoder: Encoder | None,
     queries: dict[str, str],
     qrels: dict[str, dict[str, int]],
-    mode: str = "dense",
+    mode: str = DEFAULT_SEARCH_MODE,
     alpha: float | None = None,
     batch_size: int = 32,
     reranker: CrossEncoder | None = None,
     rerank_k: int = 50,
     rerank_weight: float | None = None,
     fusion: str = DEFAULT_FUSION,
+    feedback: int = DEFAULT_FEEDBACK_DOCS,
 ) -> RetrievalReport:
     """``reranker``: re-score the top ``rerank_k`` of each run with the cross-encoder, ordered by
     :func:`core.cross_encoder.fuse_scores` with ``rerank_weight`` (default: the model's own);
     the rest of the run keeps its place after them."""
     if mode not in MODES:
         raise InvalidInputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    check_feedback(feedback)
     judged = [q for q in queries if q in qrels]
     if not judged:
         raise InvalidInputError("no query has judgments: do the query ids match the qrels' ids?")
@@ -154,7 +159,8 @@ def evaluate(
                 ranked[qid] = _hits(hits)
         else:
             for qid, vec, text in zip(judged, vectors, texts, strict=True):
-                ranked[qid] = _hits(folder.search_hybrid(vec, text, DEPTH, alpha=alpha, fusion=fusion))
+                hits = search_hybrid(folder, vec, text, DEPTH, alpha=alpha, fusion=fusion, feedback=feedback)
+                ranked[qid] = _hits(hits)
     if reranker is not None:
         weight = reranker.rerank_weight if rerank_weight is None else rerank_weight
         for qid in judged:
@@ -197,7 +203,7 @@ def evaluate_files(
     index: str | Path,
     queries_path: str | Path,
     qrels_path: str | Path,
-    mode: str = "dense",
+    mode: str = DEFAULT_SEARCH_MODE,
     model: str | Path | None = None,
     alpha: float | None = None,
     device: str = "auto",
@@ -207,6 +213,7 @@ def evaluate_files(
     precision: str = "index",
     reranker_precision: str = "auto",
     fusion: str = DEFAULT_FUSION,
+    feedback: int = DEFAULT_FEEDBACK_DOCS,
 ) -> RetrievalReport:
     """:func:`evaluate` on files, with the encoder set up as ``semsearch serve`` sets it up
     (core.embedding): the index's model, checked, at ``precision`` (by default the index's own,
@@ -231,6 +238,7 @@ def evaluate_files(
             rerank_k=rerank_k,
             rerank_weight=rerank_weight,
             fusion=fusion,
+            feedback=feedback,
         )
     finally:
         folder.close()

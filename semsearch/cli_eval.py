@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS
+from core.fusion_names import (
+    DEFAULT_ALPHA,
+    DEFAULT_FEEDBACK_DOCS,
+    DEFAULT_FUSION,
+    DEFAULT_SEARCH_MODE,
+    FUSIONS,
+)
 from core.precision_names import CROSS_ENCODER_PRECISIONS, SERVE_PRECISIONS
 
 
@@ -50,9 +56,22 @@ def _add_eval_retrieval(ev_sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--index", required=True, help="index folder (document ids = the qrels' doc ids)")
     p.add_argument("--queries", required=True, help="SMART .QRY, TSV qid<TAB>text, or JSONL {id, text}")
     p.add_argument("--qrels", required=True, help="TREC 'qid 0 docid grade' or SMART .REL")
-    p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], default="dense")
+    p.add_argument(
+        "--mode",
+        choices=["dense", "bm25", "hybrid"],
+        default=DEFAULT_SEARCH_MODE,
+        help=f"default {DEFAULT_SEARCH_MODE}: what `semsearch serve` searches with by default",
+    )
     p.add_argument(
         "--hybrid", action="store_const", const="hybrid", dest="mode", help="same as --mode hybrid"
+    )
+    p.add_argument("--dense", action="store_const", const="dense", dest="mode", help="same as --mode dense")
+    p.add_argument(
+        "--feedback",
+        type=int,
+        default=DEFAULT_FEEDBACK_DOCS,
+        help=f"hybrid: pseudo-relevance feedback documents, 0 for none (default {DEFAULT_FEEDBACK_DOCS}, "
+        "as serve's SEMSEARCH_SEARCH_FEEDBACK)",
     )
     p.add_argument(
         "--alpha",
@@ -111,6 +130,7 @@ def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
         args.precision,
         args.reranker_precision,
         args.fusion,
+        args.feedback,
     )
     m = r.means
     print(

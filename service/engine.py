@@ -35,6 +35,7 @@ from core.fusion_names import DEFAULT_FUSION
 from core.index.compaction import CompactionPolicy
 from core.index.doc_rules import id_problem, metadata_json, metadata_problem, text_problem
 from core.index.doc_store import DocStore, Document
+from core.index.feedback import check_feedback
 from core.index.folder import Hit, IndexFolder
 from core.index.manifest import Manifest
 from core.index.mutable import recover
@@ -265,13 +266,41 @@ class SearchEngine:
         k: int | None = None,
         params: dict[str, int] | None = None,
         where: dict[str, Any] | None = None,
-        hybrid: bool = False,
+        hybrid: bool | None = None,
         alpha: float | None = None,
         fusion: str = DEFAULT_FUSION,
+        feedback: int | None = None,
     ) -> SearchResult:
-        results, took = await self.search_many([query], k, params, where, "query", hybrid, alpha, fusion)
+        results, took = await self.search_many(
+            [query], k, params, where, "query", hybrid, alpha, fusion, feedback
+        )
         hits, truncated = results[0]
         return SearchResult(hits, truncated, took)
+
+    def search_query(
+        self,
+        queries: Sequence[str],
+        k: int,
+        params: dict[str, int] | None = None,
+        where: dict[str, Any] | None = None,
+        hybrid: bool | None = None,
+        alpha: float | None = None,
+        fusion: str = DEFAULT_FUSION,
+        feedback: int | None = None,
+    ) -> Query:
+        """A request's search, its unset options the server's (SEMSEARCH_SEARCH_MODE,
+        SEMSEARCH_SEARCH_FEEDBACK); options that only weigh a hybrid search are refused on a dense one."""
+        hybrid = self.settings.search_mode == "hybrid" if hybrid is None else hybrid
+        if not hybrid:
+            for name, value in (("alpha", alpha), ("feedback", feedback)):
+                if value is not None:
+                    raise InvalidInputError(f"{name} is a hybrid search's option: send it with hybrid: true")
+            return Query(list(queries), k, params, where)
+        if alpha is not None and fusion == "rrf":
+            raise InvalidInputError("alpha weighs a convex fusion: rrf takes no alpha")
+        feedback = self.settings.search_feedback if feedback is None else feedback
+        check_feedback(feedback)
+        return Query(list(queries), k, params, where, True, alpha, fusion, feedback)
 
     async def search_many(
         self,
@@ -280,18 +309,19 @@ class SearchEngine:
         params: dict[str, int] | None = None,
         where: dict[str, Any] | None = None,
         what: str = "queries",
-        hybrid: bool = False,
+        hybrid: bool | None = None,
         alpha: float | None = None,
         fusion: str = DEFAULT_FUSION,
+        feedback: int | None = None,
     ) -> tuple[list[tuple[list[Hit], bool]], float]:
         """All queries in one model call, then the search over the snapshot of the moment: one
-        FAISS search, or with ``hybrid`` dense + BM25 (built for that generation on its first
-        hybrid query) fused per query."""
+        FAISS search, or with ``hybrid`` (the server's default unless given) dense + BM25 fused
+        per query, with ``feedback`` documents of pseudo-relevance feedback."""
         started = time.perf_counter()
         k = self.check_k(k)
         self.check_hits(len(queries), k)
+        query = self.search_query(queries, k, params, where, hybrid, alpha, fusion, feedback)
         encoded = await self.encode(queries, what)
-        query = Query(list(queries), k, params, where, hybrid, alpha, fusion)
         hits = await self._search_index(encoded.embeddings, query)
         took = (time.perf_counter() - started) * 1000
         return [(h, bool(t)) for h, t in zip(hits, encoded.truncated, strict=True)], took

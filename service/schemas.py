@@ -17,7 +17,14 @@ from pydantic import (
     field_validator,
 )
 
-from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FUSION, FUSIONS
+from core.fusion_names import (
+    DEFAULT_ALPHA,
+    DEFAULT_FEEDBACK_DOCS,
+    DEFAULT_FUSION,
+    DEFAULT_SEARCH_MODE,
+    FUSIONS,
+    MAX_FEEDBACK_DOCS,
+)
 from core.index.doc_rules import MAX_ID_CHARS
 from service.settings import MAX_K, MAX_RERANK_K
 
@@ -127,10 +134,20 @@ class SearchRequest(SearchOptions):
         le=MAX_RERANK_K,
         description="Candidates the reranker re-scores; at most SEMSEARCH_MAX_RERANK_PAIRS (default 100).",
     )
-    hybrid: StrictBool = Field(
-        False,
-        description="Fuse BM25 (bm25s, over this index generation) with dense search, over the top "
-        "100 of each: by default alpha * dense + (1 - alpha) * BM25, each min-max normalised.",
+    hybrid: StrictBool | None = Field(
+        None,
+        description="Fuse BM25 (over this index generation) with dense search, over the top 100 of "
+        "each: by default alpha * dense + (1 - alpha) * BM25, each min-max normalised, after "
+        "pseudo-relevance feedback. false: dense only. Unset: the server's SEMSEARCH_SEARCH_MODE "
+        f"(default {DEFAULT_SEARCH_MODE}).",
+    )
+    feedback: StrictInt | None = Field(
+        None,
+        ge=0,
+        le=MAX_FEEDBACK_DOCS,
+        description="Hybrid only: pseudo-relevance feedback, the dense query moved toward the top N "
+        "fused hits' vectors and searched again; 0: off. Default SEMSEARCH_SEARCH_FEEDBACK "
+        f"({DEFAULT_FEEDBACK_DOCS}).",
     )
     alpha: float | None = Field(
         None,
@@ -349,6 +366,10 @@ class ReadyResponse(BaseModel):
     auth: Literal["on", "off"] = Field(description="Whether API keys are required (off: anyone may call).")
     reranker: bool
     hybrid: bool
+    search_mode: str = Field(description="What a search that does not send hybrid gets: hybrid or dense.")
+    search_feedback: int = Field(
+        description="Hybrid search's pseudo-relevance feedback documents by default."
+    )
 
 
 class RerankRequest(Strict):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from core.fusion_names import DEFAULT_FUSION
+from core.index.feedback import search_hybrid
 from core.index.folder import Hit, IndexFolder
 from core.index.sharded_folder import ShardedFolder
 
@@ -23,12 +24,15 @@ class Query:
     hybrid: bool = False
     alpha: float | None = None
     fusion: str = DEFAULT_FUSION
+    feedback: int = 0  # hybrid only: pseudo-relevance feedback documents (core.index.feedback)
 
     def run(self, snapshot: IndexFolder | ShardedFolder, vectors: np.ndarray) -> list[list[Hit]]:
         """The whole search over one snapshot (the in-process service's)."""
         if not self.hybrid:
             return snapshot.search(vectors, self.k, self.params, self.where)
         return [
-            snapshot.search_hybrid(v, q, self.k, self.params, self.where, self.alpha, fusion=self.fusion)
+            search_hybrid(
+                snapshot, v, q, self.k, self.params, self.where, self.alpha, self.fusion, self.feedback
+            )
             for v, q in zip(vectors, self.texts, strict=True)
         ]

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.fusion_names import DEFAULT_FEEDBACK_DOCS, DEFAULT_SEARCH_MODE, MAX_FEEDBACK_DOCS, SEARCH_MODES
 from core.index.doc_rules import DEFAULT_MAX_DEPTH, MAX_DEPTH_CEILING
 from core.precision_names import CROSS_ENCODER_PRECISIONS, SERVE_PRECISIONS, precision_pattern
 
@@ -96,6 +97,20 @@ class Settings(BaseSettings):
         ge=16,
         validation_alias=AliasChoices("SEMSEARCH_MAX_BATCH_TOKENS", "SEMSEARCH_ENCODE_MAX_TOKENS"),
         description="forward-pass padded tokens inside one model call",
+    )
+
+    # What a search request that does not say gets (core.fusion_names; BENCHMARKS.md measures
+    # both the quality and the cost). `eval retrieval` with no mode flag evaluates the same.
+    search_mode: str = Field(
+        DEFAULT_SEARCH_MODE,
+        pattern="^(" + "|".join(SEARCH_MODES) + ")$",
+        description="a request's search when it does not send hybrid",
+    )
+    search_feedback: int = Field(
+        DEFAULT_FEEDBACK_DOCS,
+        ge=0,
+        le=MAX_FEEDBACK_DOCS,
+        description="hybrid search's pseudo-relevance feedback documents when a request does not say; 0: off",
     )
 
     # Updates and reload.

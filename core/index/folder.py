@@ -6,6 +6,7 @@ import hashlib
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -399,6 +400,17 @@ class IndexFolder:
 
     def get(self, doc_id: str) -> Document | None:
         return self.store.get(doc_id)
+
+    def vectors_by_id(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those of ``doc_ids`` that are live (feedback's, core.index.feedback)."""
+        live = self.store.live_iids(list(doc_ids))
+        ids = list(live)
+        vectors = self.segments.reconstruct(np.asarray([live[i] for i in ids], dtype=np.int64))
+        return dict(zip(ids, vectors, strict=True))
+
+    def vectors_of(self, doc_ids: Sequence[str]) -> np.ndarray:
+        found = self.vectors_by_id(doc_ids)
+        return np.stack(list(found.values())) if found else np.empty((0, self.manifest.dim), np.float32)
 
     def close(self) -> None:
         self.store.close()

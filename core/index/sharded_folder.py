@@ -90,6 +90,14 @@ class ShardedFolder:
     def get(self, doc_id: str) -> Document | None:
         return self.shards[self.top.route(doc_id)].get(doc_id)
 
+    def vectors_of(self, doc_ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of those of ``doc_ids`` that are live, each from its own shard."""
+        by_shard: dict[int, list[str]] = {}
+        for doc_id in doc_ids:
+            by_shard.setdefault(self.top.route(doc_id), []).append(doc_id)
+        parts = [self.shards[i].vectors_of(ids) for i, ids in sorted(by_shard.items())]
+        return np.concatenate(parts) if parts else np.empty((0, self.manifest.dim), np.float32)
+
     def close(self) -> None:
         for shard in self.shards:
             shard.close()

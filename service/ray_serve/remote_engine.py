@@ -5,7 +5,7 @@ shard deployments (service.ray_serve.fanout). No model and no index in this proc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from core.encoder import Encoded
 from core.errors import IndexFormatError
 from core.index.bm25 import TermStats
 from core.index.doc_store import Document
+from core.index.feedback import check_feedback, expand
 from core.index.folder import HYBRID_DEPTH, Hit
 from core.index.lexical import check_fusion
 from core.index.manifest import Manifest
@@ -102,6 +103,30 @@ class RemoteIndex:
         return merge_dense(per_shard, query.k)
 
     async def _hybrid(self, vectors: np.ndarray, query: Query) -> list[list[Hit]]:
+        """As core.index.feedback's hybrid search: with feedback, a first round for the top
+        ``feedback`` hits, their vectors from their shards, and the moved queries searched."""
+        check_feedback(query.feedback)
+        if query.feedback:
+            first = await self._hybrid_once(vectors, replace(query, k=query.feedback, feedback=0))
+            found = await self._vectors([hit.id for hits in first for hit in hits])
+            vectors = np.stack(
+                [
+                    expand(v, np.array([found[h.id] for h in hits if h.id in found]).reshape(-1, len(v)))
+                    for v, hits in zip(vectors, first, strict=True)
+                ]
+            )
+        return await self._hybrid_once(vectors, replace(query, feedback=0))
+
+    async def _vectors(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these documents, each from its shard (those live there)."""
+        ids = sorted(set(doc_ids))
+        groups = [(i, rows) for i, rows in enumerate(self._groups(ids)) if rows]
+        parts = await self.fanout.gather(
+            [self._call(i, "vectors", [ids[r] for r in rows], self._seen(i)) for i, rows in groups]
+        )
+        return {doc_id: vector for part in parts for doc_id, vector in part.items()}
+
+    async def _hybrid_once(self, vectors: np.ndarray, query: Query) -> list[list[Hit]]:
         """As core.index.sharded_folder's hybrid search: the shards' BM25 statistics summed
         first, every shard's part, one fusion; then the hits' documents from their shards."""
         check_fusion(query.fusion, query.alpha)

@@ -147,6 +147,11 @@ class ShardReplica:
 
         return await asyncio.to_thread(run)
 
+    async def vectors(self, doc_ids: list[str], min_generation: int = 0) -> dict[str, np.ndarray]:
+        """The stored vectors of these ids at this replica's snapshot (hybrid feedback's)."""
+        snapshot = (await self._live(min_generation)).current
+        return await asyncio.to_thread(snapshot.vectors_by_id, doc_ids)
+
     async def fetch(self, doc_ids: list[str], min_generation: int = 0) -> dict[str, Document]:
         """The documents of these ids at this replica's snapshot (a hybrid search's hits)."""
         snapshot = (await self._live(min_generation)).current

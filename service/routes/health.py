@@ -43,6 +43,8 @@ async def ready(engine: EngineDep, request: Request) -> ReadyResponse:
         auth="on" if getattr(request.app.state, "auth", False) else "off",
         reranker=engine.reranker is not None,
         hybrid=True,
+        search_mode=engine.settings.search_mode,
+        search_feedback=engine.settings.search_feedback,
     )
 
 

@@ -5,7 +5,6 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from core.errors import InvalidInputError
 from core.index.folder import Hit
 from service.deps import EngineDep
 from service.schemas import (
@@ -55,12 +54,8 @@ async def search(body: SearchRequest, engine: EngineDep) -> SearchResponse:
         engine.check_pairs(max(k, body.rerank_k), "candidates (max of k and rerank_k)")
     include = body.included()
     fetch = max(k, body.rerank_k) if reranker else k  # the reranker re-scores rerank_k candidates
-    if body.alpha is not None and not body.hybrid:
-        raise InvalidInputError("alpha weighs the dense score in hybrid search: send it with hybrid: true")
-    if body.alpha is not None and body.fusion == "rrf":
-        raise InvalidInputError("alpha weighs a convex fusion: rrf takes no alpha")
     result = await engine.search(
-        body.query, fetch, body.params(), where, body.hybrid, body.alpha, body.fusion
+        body.query, fetch, body.params(), where, body.hybrid, body.alpha, body.fusion, body.feedback
     )
     if reranker is None:
         engine.check_answer(result.hits, include)

@@ -139,10 +139,14 @@ def test_eval_retrieval_prints_metrics_and_writes_json(
     argv = ["eval", "retrieval", "--index", str(index), "--queries", str(queries), "--qrels", str(qrels)]
     assert main([*argv, "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "dense: ndcg@10 1.0000" in printed and "5 judged queries" in printed
+    # No mode flag: what `semsearch serve` searches with by default (hybrid, with feedback).
+    assert "hybrid: ndcg@10 1.0000" in printed and "5 judged queries" in printed
     assert json.loads(out.read_text())["per_query"]["q0"]["mrr@10"] == 1.0
-    assert main([*argv, "--hybrid", "--alpha", "0.5"]) == 0
+    assert main([*argv, "--dense"]) == 0
+    assert "dense: ndcg@10 1.0000" in capsys.readouterr().out
+    assert main([*argv, "--hybrid", "--alpha", "0.5", "--feedback", "0"]) == 0
     assert main([*argv, "--hybrid", "--alpha", "2"]) != 0
+    assert main([*argv, "--feedback", "-1"]) != 0
 
 
 def test_train_mlm_needs_some_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

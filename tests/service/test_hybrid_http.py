@@ -86,3 +86,36 @@ def test_fusion_is_convex_by_default_and_rrf_on_request(fresh_index: Path, make_
     for bad in ({"fusion": "rrf", "alpha": 0.5}, {"fusion": "sum"}):
         r = ask(**bad)
         assert r.status_code == 422 and set(r.json()["error"]) == {"code", "message"}, bad
+
+
+def test_a_search_that_does_not_say_gets_the_server_s_default_mode(
+    fresh_index: Path, make_client, tiny_docs
+) -> None:
+    """Hybrid with feedback unless the request or SEMSEARCH_SEARCH_MODE says otherwise; the
+    options that only weigh a hybrid search are refused, in the one error shape, on a dense one."""
+    client = make_client(fresh_index)
+    info = client.get("/ready").json()
+    assert (info["search_mode"], info["search_feedback"]) == ("hybrid", 3)
+    query = tiny_docs[8]["text"]
+
+    def ids(**extra):
+        r = client.post("/search", json={"query": query, "k": 8, **extra})
+        assert r.status_code == 200, r.text
+        return [h["id"] for h in r.json()["hits"]]
+
+    assert ids() == ids(hybrid=True) == ids(hybrid=True, feedback=3)
+    batch = client.post("/search/batch", json={"queries": [query], "k": 8}).json()
+    assert [h["id"] for h in batch["results"][0]["hits"]] == ids()  # the batch route: the same default
+    for bad in ({"hybrid": False, "alpha": 0.5}, {"hybrid": False, "feedback": 2}):
+        r = client.post("/search", json={"query": query, **bad})
+        assert r.status_code == 422 and "hybrid" in r.json()["error"]["message"], bad
+    for bad in ({"feedback": -1}, {"feedback": 21}, {"feedback": 1.5}, {"feedback": "3"}):
+        r = client.post("/search", json={"query": query, **bad})
+        assert r.status_code == 422 and set(r.json()["error"]) == {"code", "message"}, bad
+
+    dense_server = make_client(fresh_index, search_mode="dense", search_feedback=0)
+    assert dense_server.get("/ready").json()["search_mode"] == "dense"
+    plain = dense_server.post("/search", json={"query": query, "k": 8}).json()["hits"]
+    assert [h["id"] for h in plain] == ids(hybrid=False)
+    r = dense_server.post("/search", json={"query": query, "alpha": 0.5})
+    assert r.status_code == 422 and set(r.json()["error"]) == {"code", "message"}

@@ -105,7 +105,11 @@ def test_two_shards_on_ray_equal_one_process_over_one_flat_index(
         compared = 0
         for doc in tiny_docs[::6]:
             for extra in (
-                {},
+                {},  # the default: hybrid with feedback, its two rounds over the shard replicas
+                {"hybrid": False},
+                {"hybrid": False, "filter": {"topic": topic}},
+                {"hybrid": True, "feedback": 0},
+                {"feedback": 5, "alpha": 0.3, "filter": {"topic": topic}},
                 {"filter": {"topic": topic}},
                 {"hybrid": True},
                 {"hybrid": True, "alpha": 0.3},
@@ -119,7 +123,7 @@ def test_two_shards_on_ray_equal_one_process_over_one_flat_index(
                 assert ids_g == ids_e, extra
                 np.testing.assert_allclose(s_g, s_e, atol=1e-5)
                 compared += 1
-        assert compared == 72
+        assert compared == 108
         # The cross-encoder's own routes, answered by the model deployment.
         query, docs = tiny_docs[0]["text"], [d["text"] for d in tiny_docs[1:6]]
         for path, body in (
