@@ -17,7 +17,9 @@ Each does ``--rounds`` times: ``PUT /documents`` one new document, then one hybr
 word until it comes first: the lag until it is found lexically, bounded by ``--lag-bound-s``.
 Each round starts once the previous write is found, so no build is left running. Then, on the
 default server, a
-load phase of ``--requests`` dense and hybrid searches at concurrency 1 and 32.
+load phase of ``--requests`` searches at concurrency 1 and 32 for each of: dense, hybrid without
+feedback, and serve's default (hybrid with pseudo-relevance feedback: two rounds). ``--load-only``
+skips the write rounds.
 """
 
 from __future__ import annotations
@@ -91,9 +93,18 @@ def writes(url: str, rounds: int, lag_bound_s: float) -> dict[str, Any]:
     }
 
 
-def searches(queries: list[str], hybrid: bool) -> RequestFn:
+# The load phase's searches: what a request that says nothing gets (serve's default: hybrid with
+# pseudo-relevance feedback), hybrid without feedback, and dense alone.
+MODES: dict[str, dict[str, Any]] = {
+    "dense": {"hybrid": False},
+    "hybrid, no feedback": {"hybrid": True, "feedback": 0},
+    "default (hybrid + feedback)": {},
+}
+
+
+def searches(queries: list[str], options: dict[str, Any]) -> RequestFn:
     async def fn(client: httpx.AsyncClient, i: int) -> tuple[str, int, float | None]:
-        body = {"query": queries[i % len(queries)], "k": 10, "hybrid": hybrid}
+        body = {"query": queries[i % len(queries)], "k": 10, **options}
         r = await client.post("/search", json=body)
         return "search", r.status_code, None
 
@@ -102,13 +113,13 @@ def searches(queries: list[str], hybrid: bool) -> RequestFn:
 
 def load(url: str, queries: list[str], requests: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for hybrid in (False, True):
+    for mode, options in MODES.items():
         for c in (1, 32):
             r = asyncio.run(
                 run_phase(
                     url,
-                    searches(queries, hybrid),
-                    label="hybrid" if hybrid else "dense",
+                    searches(queries, options),
+                    label=mode,
                     concurrency=c,
                     requests=requests,
                     duration_s=120,
@@ -117,7 +128,7 @@ def load(url: str, queries: list[str], requests: int) -> dict[str, Any]:
                 )
             )
             s = r.latency["search"]
-            key = f"{'hybrid' if hybrid else 'dense'} c={c}"
+            key = f"{mode} c={c}"
             out[key] = {"qps": round(r.qps, 1), "p50_ms": round(s.p50_ms, 1), "p99_ms": round(s.p99_ms, 1)}
             out[key]["errors"] = r.errors
     return out
@@ -131,12 +142,14 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--lag-bound-s", type=float, default=60.0)
     ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--load-only", action="store_true", help="only the default server's load phase")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     model = default_model_dir()
     queries = load_collection(args.data, 0).queries
     result: dict[str, Any] = {"machine": cpu_model(), "date": time.strftime("%Y-%m-%d"), "docs": args.docs}
-    for name, wait in (("wait for the whole build", "60000"), ("default (100 ms)", None)):
+    servers = (("wait for the whole build", "60000"), ("default (100 ms)", None))
+    for name, wait in servers[1:] if args.load_only else servers:
         index = args.work_dir / f"index-{name.split()[0]}"
         build(index, args.data, args.docs, model)  # one copy each: the writes change it
         env = {
@@ -145,13 +158,17 @@ def main() -> int:
         }
         proc, url = start_server(str(index), str(model), env)
         try:
-            result[name] = writes(url, args.rounds, args.lag_bound_s)
+            if not args.load_only:
+                result[name] = writes(url, args.rounds, args.lag_bound_s)
             if wait is None:
                 result["load"] = load(url, queries, args.requests)
         finally:
             proc.terminate()
             proc.wait(60)
-        print(json.dumps({name: result[name]}), flush=True)
+        print(json.dumps({name: result.get(name)}), flush=True)
+    if args.load_only:
+        print(json.dumps(result, indent=2))
+        return 0
     old, new = result["wait for the whole build"], result["default (100 ms)"]
     result["after_write_p50_ratio_old_over_new"] = round(
         old["after_write_p50_ms"] / new["after_write_p50_ms"], 1

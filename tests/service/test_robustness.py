@@ -220,7 +220,9 @@ _WRONG_TYPES: list[tuple[str, Any]] = [
     ("hybrid", "maybe"),
     ("hybrid", 2),
     ("hybrid", [False]),
-    ("hybrid", None),
+    ("feedback", "3"),
+    ("feedback", 1.5),
+    ("feedback", True),
     ("alpha", "abc"),
     ("alpha", [0.5]),
     ("alpha", {"dense": 0.5}),
@@ -476,8 +478,12 @@ def test_rerank_without_a_reranker_is_400_unsupported(
 
 
 def test_alpha_without_hybrid_is_422(client: TestClient) -> None:
-    err = assert_error_shape(client.post("/search", json={"query": QUERY, "alpha": 0.5}), 422)
-    assert "hybrid" in err["message"]
+    """Hybrid is the default search: alpha alone weighs it; with hybrid false it weighs nothing."""
+    assert client.post("/search", json={"query": QUERY, "alpha": 0.5}).status_code == 200
+    for extra in ({"alpha": 0.5}, {"feedback": 2}):
+        body = {"query": QUERY, "hybrid": False, **extra}
+        err = assert_error_shape(client.post("/search", json=body), 422)
+        assert "hybrid" in err["message"]
 
 
 def test_rerank_and_hybrid_false_are_plain_search(client: TestClient) -> None:
