@@ -24,7 +24,7 @@ Fusions measured:
 - ``feedback a m b``: convex min-max at alpha a after pseudo-relevance feedback
   (core.index.feedback): the query vector moved toward the mean of the first round's top m fused
   documents' vectors, weighted b, and the fusion replayed with the moved query's dense scores;
-- the service's own path (``core.index.feedback.search_hybrid`` with serve's defaults: hybrid,
+- the service's own path (``IndexFolder.search_hybrid`` with serve's defaults: hybrid,
   the default fusion and feedback), as a check that the replay matches it.
 
 ``--pairs-data`` (the shared data folder) adds two check collections that nothing is chosen on:
@@ -54,7 +54,7 @@ from harness.machine import cpu_model
 from core.defaults import default_model_dir
 from core.embedding import encoder_for_index, query_vectors
 from core.fusion_names import DEFAULT_ALPHA, DEFAULT_FEEDBACK_DOCS, FEEDBACK_WEIGHT
-from core.index.feedback import expand, search_hybrid
+from core.index.feedback import expand
 from core.index.folder import IndexFolder
 from evaluation.retrieval import read_qrels, read_queries, score_runs
 from training.data import PairExample, read_pairs
@@ -155,7 +155,7 @@ def score_collection(c: Collection, index: Path, model: Path, depth: int) -> tup
             scored.dense[qid] = vectors @ vec
             scored.bm25[qid] = lexical.scores_for(c.queries[qid], iids)
             scored.query[qid] = vec
-            hits = search_hybrid(folder, vec, c.queries[qid], depth, feedback=DEFAULT_FEEDBACK_DOCS)
+            hits = folder.search_hybrid(vec, c.queries[qid], depth, feedback=DEFAULT_FEEDBACK_DOCS)
             scored.service_hybrid[qid] = [h.id for h in hits]
         return scored, encoder.precision
     finally:

@@ -25,7 +25,7 @@ from core.embedding import encoder_for_index, query_vectors
 from core.encoder import Encoder
 from core.errors import DataError, InvalidInputError, UnsupportedError
 from core.fusion_names import DEFAULT_FEEDBACK_DOCS, DEFAULT_FUSION, DEFAULT_SEARCH_MODE
-from core.index.feedback import check_feedback, search_hybrid
+from core.index.feedback import check_feedback
 from core.index.folder import Hit, IndexFolder
 from core.index.sharded_folder import ShardedFolder, open_for_search
 from core.smart import read_smart
@@ -159,7 +159,7 @@ def evaluate(
                 ranked[qid] = _hits(hits)
         else:
             for qid, vec, text in zip(judged, vectors, texts, strict=True):
-                hits = search_hybrid(folder, vec, text, DEPTH, alpha=alpha, fusion=fusion, feedback=feedback)
+                hits = folder.search_hybrid(vec, text, DEPTH, alpha=alpha, fusion=fusion, feedback=feedback)
                 ranked[qid] = _hits(hits)
     if reranker is not None:
         weight = reranker.rerank_weight if rerank_weight is None else rerank_weight

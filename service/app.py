@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, engine: SearchEngine | None = N
             app.state.engine = await asyncio.to_thread(SearchEngine.load, settings, metrics)
         current = app.state.engine.index.current
         log.info("ready: %d documents from %s", current.count, current.path)
+        app.state.engine.warm_bm25()
         poller = None
         if settings.reload_interval_s > 0:
             poller = asyncio.create_task(_poll_reload(app, settings.reload_interval_s))

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from core.fusion_names import DEFAULT_FUSION
-from core.index.feedback import search_hybrid
 from core.index.folder import Hit, IndexFolder
 from core.index.sharded_folder import ShardedFolder
 
@@ -31,8 +30,8 @@ class Query:
         if not self.hybrid:
             return snapshot.search(vectors, self.k, self.params, self.where)
         return [
-            search_hybrid(
-                snapshot, v, q, self.k, self.params, self.where, self.alpha, self.fusion, self.feedback
+            snapshot.search_hybrid(
+                v, q, self.k, self.params, self.where, self.alpha, fusion=self.fusion, feedback=self.feedback
             )
             for v, q in zip(vectors, self.texts, strict=True)
         ]

@@ -11,9 +11,11 @@ Why a second round and not a reranking of the first's candidates: the moved quer
 neither first list held. Its cost is one more hybrid search (no second model call), measured in
 BENCHMARKS.md; ``feedback=0`` turns it off.
 
-The layouts differ only in how they fetch the hits' vectors (``vectors_of``): one folder reads its
-segments, a sharded folder asks each shard for its own, the Ray Serve engine asks its shard
-replicas (service.ray_serve.remote_engine, which calls :func:`expand` itself).
+Every layout runs the same two rounds: one folder in ``IndexFolder.search_hybrid`` (its second
+round reuses the first's BM25 list), a sharded folder by :func:`two_rounds` (the hits' vectors
+from each shard), the Ray Serve engine asking its shard replicas for them
+(service.ray_serve.remote_engine). All three move the query by :func:`expand`; tests check that
+they return the same hits.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def expand(query: np.ndarray, vectors: np.ndarray, weight: float = FEEDBACK_WEIG
     return (moved * (own / norm)).astype(np.float32)
 
 
-def search_hybrid(
+def two_rounds(
     index: Hybrid,
     query: np.ndarray,
     text: str,
@@ -74,7 +76,9 @@ def search_hybrid(
     fusion: str = DEFAULT_FUSION,
     feedback: int = 0,
 ) -> list[Any]:
-    """``index.search_hybrid``, with ``feedback`` documents of pseudo-relevance feedback (0: none)."""
+    """``index.search_hybrid`` with ``feedback`` documents of pseudo-relevance feedback: a
+    sharded index's (whose shards' BM25 lists are scored again in the second round). One folder
+    runs the same two rounds itself, reusing its first BM25 list (core.index.folder)."""
     check_feedback(feedback)
     if feedback == 0:
         return index.search_hybrid(query, text, k, params, where, alpha, fusion=fusion)

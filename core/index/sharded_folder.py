@@ -31,6 +31,7 @@ from core.errors import IndexFormatError
 from core.fusion_names import DEFAULT_FUSION
 from core.index.bm25 import TermStats
 from core.index.doc_store import DocStore, Document
+from core.index.feedback import two_rounds
 from core.index.folder import HYBRID_DEPTH, Hit, IndexFolder
 from core.index.lexical import check_fusion
 from core.index.manifest import Manifest
@@ -122,8 +123,11 @@ class ShardedFolder:
         alpha: float | None = None,
         depth: int = HYBRID_DEPTH,
         fusion: str = DEFAULT_FUSION,
+        feedback: int = 0,
     ) -> list[Hit]:
         """As :meth:`IndexFolder.search_hybrid` over the whole index (see the module doc)."""
+        if feedback:
+            return two_rounds(self, query, text, k, params, where, alpha, fusion, feedback)
         check_fusion(fusion, alpha)
         n = max(k, depth)
         # BM25 scored with the whole index's statistics: the shards' summed (DFS, then query).

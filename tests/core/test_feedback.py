@@ -16,7 +16,7 @@ from core.encoder import Encoder
 from core.errors import InvalidInputError
 from core.fusion_names import MAX_FEEDBACK_DOCS
 from core.index.doc_store import Document
-from core.index.feedback import check_feedback, expand, search_hybrid
+from core.index.feedback import check_feedback, expand, two_rounds
 from core.index.folder import IndexFolder
 from core.index.manifest import Manifest
 from core.index.sharded_folder import ShardedFolder
@@ -78,8 +78,9 @@ def test_feedback_finds_a_document_near_the_first_hits_that_the_query_alone_miss
     folder = IndexFolder.open(tmp_path / "idx")
     try:
         q = l2_normalise(query[None, :])[0]
-        plain = [h.id for h in search_hybrid(folder, q, "aspirin fever", 4, feedback=0)]
-        moved = [h.id for h in search_hybrid(folder, q, "aspirin fever", 4, feedback=3)]
+        plain = [h.id for h in folder.search_hybrid(q, "aspirin fever", 4, feedback=0)]
+        moved = [h.id for h in folder.search_hybrid(q, "aspirin fever", 4, feedback=3)]
+        assert moved == [h.id for h in two_rounds(folder, q, "aspirin fever", 4, feedback=3)]
         assert "d3" not in plain and "d3" in moved
         assert plain == [h.id for h in folder.search_hybrid(q, "aspirin fever", 4)]  # 0: one round
         assert {"d0", "d1", "d2"} <= set(moved)
@@ -110,10 +111,17 @@ def test_sharded_feedback_equals_one_index(
         for doc in tiny_docs[::7]:
             q = tiny_encoder.encode([doc["text"]])[0]
             for kw in ({"feedback": 3}, {"feedback": 5, "alpha": 0.5}, {"feedback": 2, "fusion": "rrf"}):
-                expected = search_hybrid(one, q, doc["text"], 6, **kw)
-                got = search_hybrid(many, q, doc["text"], 6, **kw)
-                assert [h.id for h in got] == [h.id for h in expected], kw
-                np.testing.assert_allclose([h.score for h in got], [h.score for h in expected], atol=1e-5)
+                # One folder's own two rounds (the first BM25 list reused), the generic two rounds
+                # over the same folder, and a sharded index's: the same hits and scores.
+                expected = one.search_hybrid(q, doc["text"], 6, **kw)
+                for got in (
+                    two_rounds(one, q, doc["text"], 6, **kw),
+                    many.search_hybrid(q, doc["text"], 6, **kw),
+                ):
+                    assert [h.id for h in got] == [h.id for h in expected], kw
+                    np.testing.assert_allclose([h.score for h in got], [h.score for h in expected], atol=1e-5)
+            deep = one.search_hybrid(q, doc["text"], 150, feedback=3)  # k past the depth: two rounds
+            assert [h.id for h in deep] == [h.id for h in two_rounds(one, q, doc["text"], 150, feedback=3)]
     finally:
         one.close()
         many.close()

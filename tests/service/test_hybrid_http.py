@@ -119,3 +119,16 @@ def test_a_search_that_does_not_say_gets_the_server_s_default_mode(
     assert [h["id"] for h in plain] == ids(hybrid=False)
     r = dense_server.post("/search", json={"query": query, "alpha": 0.5})
     assert r.status_code == 422 and set(r.json()["error"]) == {"code", "message"}
+
+
+def test_bm25_is_built_at_start_when_hybrid_is_the_default(fresh_index: Path, make_client) -> None:
+    import time
+
+    hybrid = make_client(fresh_index).app.state.engine
+    deadline = time.monotonic() + 10
+    while hybrid.index.lexical.builds == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert hybrid.index.lexical.builds == 1  # before any search asked for it
+    dense = make_client(fresh_index, search_mode="dense").app.state.engine
+    time.sleep(0.2)
+    assert dense.index.lexical.builds == 0  # nothing built that no search may need
