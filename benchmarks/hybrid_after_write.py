@@ -168,6 +168,8 @@ def main() -> int:
         print(json.dumps({name: result.get(name)}), flush=True)
     if args.load_only:
         print(json.dumps(result, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     old, new = result["wait for the whole build"], result["default (100 ms)"]
     result["after_write_p50_ratio_old_over_new"] = round(
