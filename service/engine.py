@@ -38,6 +38,7 @@ from core.index.doc_rules import id_problem, metadata_json, metadata_problem, te
 from core.index.doc_store import DocStore, Document
 from core.index.feedback import check_feedback
 from core.index.folder import Hit, IndexFolder
+from core.index.lexical import check_fusion
 from core.index.manifest import Manifest
 from core.index.mutable import recover
 from core.index.sharded_folder import ShardedFolder, open_for_search
@@ -318,8 +319,7 @@ class SearchEngine:
                 if value is not None:
                     raise InvalidInputError(f"{name} is a hybrid search's option: send it with hybrid: true")
             return Query(list(queries), k, params, where)
-        if alpha is not None and fusion == "rrf":
-            raise InvalidInputError("alpha weighs a convex fusion: rrf takes no alpha")
+        check_fusion(fusion, alpha)
         feedback = self.settings.search_feedback if feedback is None else feedback
         check_feedback(feedback)
         return Query(list(queries), k, params, where, True, alpha, fusion, feedback)

@@ -36,7 +36,7 @@ from core.index.folder import HYBRID_DEPTH, Hit, IndexFolder
 from core.index.lexical import check_fusion
 from core.index.manifest import Manifest
 from core.index.shard_merge import merge_dense, merge_hybrid
-from core.index.sharding import ShardedManifest
+from core.index.sharding import ShardedManifest, group_by_shard
 
 
 class ShardedFolder:
@@ -93,10 +93,9 @@ class ShardedFolder:
 
     def vectors_of(self, doc_ids: Sequence[str]) -> np.ndarray:
         """The stored vectors of those of ``doc_ids`` that are live, each from its own shard."""
-        by_shard: dict[int, list[str]] = {}
-        for doc_id in doc_ids:
-            by_shard.setdefault(self.top.route(doc_id), []).append(doc_id)
-        parts = [self.shards[i].vectors_of(ids) for i, ids in sorted(by_shard.items())]
+        ids = list(doc_ids)
+        groups = group_by_shard(ids, self.top.route, len(self.shards))
+        parts = [self.shards[i].vectors_of([ids[r] for r in rows]) for i, rows in enumerate(groups) if rows]
         return np.concatenate(parts) if parts else np.empty((0, self.manifest.dim), np.float32)
 
     def close(self) -> None:
