@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from core.device import bf16_supported, int8_supported, native_precision
+from core.precision_names import DEFAULT_MAX_DRIFT
 from core.unit_vectors import cosine_rows
 
 if TYPE_CHECKING:
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# 1 - mean cosine to fp32. bf16 and int8 MiniLM sit near 1e-3 on real text and keep STS-B
-# Spearman within 0.1 points (BENCHMARKS.md); 0.01 is far outside that and flags a real loss.
-DEFAULT_MAX_DRIFT = 0.01
 # A faster precision must win by this much to be chosen over a more exact one: timings on a
 # shared machine wobble by a few per cent and the choice should not flip with them.
 MIN_SPEEDUP = 1.1

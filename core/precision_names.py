@@ -18,6 +18,14 @@ SERVE_PRECISIONS = ("index", *PRECISIONS)  # queries: "index" is the precision t
 CROSS_ENCODER_PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # no int8 for the cross-encoder
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16")  # training: autocast to bf16 or not
 
+# The largest drift from fp32 (1 - mean cosine between a text's two embeddings) that ``auto``
+# accepts, and that queries and stored vectors of two precisions may differ by. bf16 drifts
+# about 5e-5 on MiniLM, fp16 less; int8 1.5e-2 on STS-B's short sentences but only 7e-3 on
+# MEDLINE's abstracts, where the old bound of 1e-2 let ``auto`` pick it on an AVX2-only CPU and
+# dense nDCG@10 fell by 0.02 (BENCHMARKS.md). 1e-3 keeps every float precision, 20x above
+# bf16's drift, and no dynamic int8 measured so far; int8 stays one flag away.
+DEFAULT_MAX_DRIFT = 1e-3
+
 
 def precision_pattern(names: tuple[str, ...]) -> str:
     """A settings field's regular expression for exactly these names."""

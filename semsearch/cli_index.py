@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.index.sharding import ShardedManifest
-from core.precision_names import PRECISIONS
+from core.precision_names import DEFAULT_MAX_DRIFT, PRECISIONS
 
 if TYPE_CHECKING:
     from indexer.build import BuildReport
@@ -88,8 +88,8 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--max-precision-drift",
         type=float,
-        default=0.01,
-        help="largest 1 - mean cosine to fp32 that auto accepts (default 0.01)",
+        default=DEFAULT_MAX_DRIFT,
+        help=f"largest 1 - mean cosine to fp32 that auto accepts (default {DEFAULT_MAX_DRIFT:g})",
     )
     p.add_argument(
         "--engine", default="local", choices=["local", "ray"], help="ray: embed on a Ray actor pool"

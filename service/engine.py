@@ -38,7 +38,7 @@ from core.index.doc_rules import id_problem, metadata_json, metadata_problem, te
 from core.index.doc_store import DocStore, Document
 from core.index.feedback import check_feedback
 from core.index.folder import Hit, IndexFolder
-from core.index.lexical import check_fusion
+from core.index.lexical import check_fusion, warm_lexical
 from core.index.manifest import Manifest
 from core.index.mutable import recover
 from core.index.sharded_folder import ShardedFolder, open_for_search
@@ -154,25 +154,12 @@ class SearchEngine:
         )
 
     def warm_bm25(self) -> threading.Thread | None:
-        """With hybrid the default search, BM25 is built at start in a background thread, so that
-        the first search does not build it inside the request (8.5 s per 100k abstracts on these
-        2 cores, BENCHMARKS.md); a search that comes first waits for this build, never a second."""
+        """With hybrid the default search, BM25 is built at start in the background
+        (core.index.lexical.warm_lexical)."""
         snapshot = self.index.current
         if self.settings.search_mode != "hybrid" or not isinstance(snapshot, IndexFolder | ShardedFolder):
-            return None  # a remote index's shard replicas build their own
-        folders = snapshot.shards if isinstance(snapshot, ShardedFolder) else [snapshot]
-
-        def run() -> None:
-            for folder in folders:
-                try:
-                    folder.lexical()
-                except Exception as exc:  # closed meanwhile, say: the first search builds it
-                    log.warning("BM25 warm-up failed: %s", exc)
-                    return
-
-        thread = threading.Thread(target=run, name="bm25-warm", daemon=True)
-        thread.start()
-        return thread
+            return None  # a remote index's shard replicas build their own (service.ray_serve)
+        return warm_lexical(snapshot.shards if isinstance(snapshot, ShardedFolder) else [snapshot])
 
     def _swapped(self, folder: IndexFolder | ShardedFolder) -> None:
         self.metrics.set_index(folder.count, folder.generation)

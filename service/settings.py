@@ -10,7 +10,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.fusion_names import DEFAULT_FEEDBACK_DOCS, DEFAULT_SEARCH_MODE, MAX_FEEDBACK_DOCS, SEARCH_MODES
 from core.index.doc_rules import DEFAULT_MAX_DEPTH, MAX_DEPTH_CEILING
-from core.precision_names import CROSS_ENCODER_PRECISIONS, SERVE_PRECISIONS, precision_pattern
+from core.precision_names import (
+    CROSS_ENCODER_PRECISIONS,
+    DEFAULT_MAX_DRIFT,
+    SERVE_PRECISIONS,
+    precision_pattern,
+)
 
 MAX_K = 1000  # hard ceiling for k, documented in the README and OpenAPI
 MAX_RERANK_K = 1000
@@ -40,7 +45,7 @@ class Settings(BaseSettings):
     precision: str = Field("index", pattern=precision_pattern(SERVE_PRECISIONS))
     # Largest 1 - mean cosine between query vectors at the serving precision and at the index's
     # (measured at start-up on the index's own documents); past it the service refuses to start.
-    max_precision_drift: float = Field(0.01, ge=0.0, le=1.0)
+    max_precision_drift: float = Field(DEFAULT_MAX_DRIFT, ge=0.0, le=1.0)
     # auto: bf16 where the hardware computes it natively (rerank scores move by ~1e-2), else fp32.
     reranker_precision: str = Field("auto", pattern=precision_pattern(CROSS_ENCODER_PRECISIONS))
     # The cross-encoder's share when its score is fused with the retrieval score to order reranked

@@ -30,6 +30,7 @@ from core.index.bm25 import TermStats
 from core.index.compaction import CompactionPolicy
 from core.index.doc_store import Document
 from core.index.folder import Hit, IndexFolder
+from core.index.lexical import warm_lexical
 from core.index.manifest import Manifest
 from core.index.mutable import recover
 from core.index.shard_merge import HybridPart
@@ -66,6 +67,7 @@ class ShardReplica:
         self.path = Path(path)
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self.warm: threading.Thread | None = None  # BM25's build at start
         # Searches run on threads that keep off any OpenMP team, as in the single-process service.
         asyncio.get_running_loop().set_default_executor(model_thread.worker_pool())
         facts = await model.facts.remote()
@@ -96,6 +98,8 @@ class ShardReplica:
             self._poller = threading.Thread(target=self._poll, args=(live,), name="shard-reload", daemon=True)
             self._poller.start()
         log.info("shard %s: generation %d, %d documents", self.path.name, folder.generation, folder.count)
+        if s.search_mode == "hybrid":  # as the single-process server does (service.engine.warm_bm25)
+            self.warm = warm_lexical([folder], name=f"bm25-warm-{self.path.name}")
         return live
 
     def _poll(self, live: LiveIndex) -> None:

@@ -95,6 +95,36 @@ def test_native_bf16_stays_unless_timing_says_it_is_slower_in_most_rounds(
     assert _choose(monkeypatch, {"fp32": 1.0, "bf16": 1.02}, {3, 6, 7, 10, 11}) == "bf16"
 
 
+DRIFT = {"fp32": 0.0, "bf16": 5e-5, "int8": 7.15e-3}  # as measured on MiniLM (BENCHMARKS.md)
+
+
+class DriftingEncoder(FakeEncoder):
+    """Every text's vector at fp32 is e0; at another precision it turns by a set angle, so its
+    drift (1 - cosine to fp32) is exactly ``DRIFT[precision]``."""
+
+    def variant(self, name: str) -> DriftingEncoder:
+        return DriftingEncoder(name, self.costs, self.clock)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        super().encode(texts, batch_size)
+        cos = 1.0 - DRIFT[self.precision]
+        return np.tile(np.array([cos, np.sqrt(1.0 - cos**2)], dtype=np.float64), (len(texts), 1))
+
+
+def test_the_default_bound_takes_bf16_s_drift_and_refuses_int8_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """int8 drifted 7.15e-3 on MEDLINE's abstracts, inside the old bound of 1e-2, and dense
+    nDCG@10 fell by 0.019 on both MEDLINE and ADI when ``auto`` took it (BENCHMARKS.md)."""
+    clock = FakeClock(range(0))
+    monkeypatch.setattr(precision, "time", clock)
+    monkeypatch.setattr(precision, "native_precision", lambda device, names: "fp32")
+    costs = {"fp32": 1.0, "bf16": 0.5, "int8": 0.3}  # both far faster than fp32, int8 the fastest
+    for offered, expected in ((["fp32", "int8"], "fp32"), (["fp32", "bf16", "int8"], "bf16")):
+        monkeypatch.setattr(precision, "candidates", lambda device, names=offered: list(names))
+        enc: Any = DriftingEncoder("fp32", costs, clock)
+        assert choose_precision(enc, ["a", "b", "c"]).precision == expected
+        assert choose_precision(enc, ["a", "b", "c"], max_drift=1e-2).precision == "int8"  # the old bound
+
+
 def _burn(seconds: float) -> None:
     end = time.monotonic() + seconds
     x = 0

@@ -159,3 +159,28 @@ def test_a_replica_behind_the_acknowledged_generation_answers_503(
             replica.__del__()
 
     _run(scenario())
+
+
+def test_a_shard_replica_builds_its_bm25_at_start_when_hybrid_is_the_default(
+    fresh_index: Path, tiny_encoder: Any
+) -> None:
+    facts = ModelFacts(EncoderFacts.of(tiny_encoder), {}, 0.0, 1, None)
+
+    async def start(mode: str) -> ShardReplica:
+        replica = ShardReplica.__new__(ShardReplica)
+        settings = Settings(index_dir=fresh_index, reload_interval_s=0, search_mode=mode)
+        await ShardReplica.__init__(replica, settings, str(fresh_index), _Facts(facts))
+        return replica
+
+    hybrid = _run(start("hybrid"))
+    try:
+        assert hybrid.warm is not None
+        hybrid.warm.join(10)
+        assert hybrid.live.lexical.builds == 1  # before any search asked for it
+    finally:
+        hybrid.__del__()
+    dense = _run(start("dense"))
+    try:
+        assert dense.warm is None and dense.live.lexical.builds == 0
+    finally:
+        dense.__del__()
