@@ -42,6 +42,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("--use-product", action="store_true", help="add u*v to the classifier input")
     p.add_argument(
+        "--hard-negatives",
+        type=int,
+        default=0,
+        help="mnrl: up to N of each anchor's labelled negatives (same first sentence, negative "
+        "label: train pseudo-queries' BM25 negatives) join the in-batch candidates",
+    )
+    p.add_argument(
         "--no-smart-batching",
         dest="smart_batching",
         action="store_false",

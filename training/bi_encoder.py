@@ -5,6 +5,7 @@ One encoder embeds both sentences (u, v); objectives:
   NLI objective), optionally focal (``--focal-gamma``);
 - ``cosine``: MSE of cos(u, v) against a 0..1 score;
 - ``mnrl``: in-batch negatives (multiple-negatives ranking loss) over (anchor, positive) pairs.
+  With ``hard_negatives``, each anchor's labelled negatives in the file join the candidates.
 
 Both sentences of a batch go through the encoder in one forward pass, and every sentence is
 tokenised once up front: the two things that make this faster than sentence-transformers.
@@ -49,6 +50,10 @@ class BiEncoderConfig(PairRunConfig):
     focal_gamma: float = 0.0
     use_product: bool = False  # add u*v to the classifier input
     mnrl_scale: float = 20.0
+    # mnrl: up to this many of each anchor's labelled negatives (rows of the training file with
+    # the same first sentence and a negative label, as `train pseudo-queries` writes its BM25
+    # hard negatives) join the batch's candidates, beside the other pairs' positives
+    hard_negatives: int = 0
     smart_batching: bool = True  # False: plain random batches, as sentence-transformers draws them
 
 
@@ -139,8 +144,20 @@ class BiEncoderTask:
             raise InvalidInputError(
                 f"unknown objective {cfg.objective!r}; use one of {', '.join(OBJECTIVES)}"
             )
+        negatives: list[list[str]] = []
         if cfg.objective == "mnrl":
+            if cfg.hard_negatives < 0:
+                raise InvalidInputError("hard_negatives must be 0 or more")
+            by_anchor: dict[str, list[str]] = {}
+            for e in train:
+                if not is_positive_pair(e):
+                    by_anchor.setdefault(e.s1, []).append(e.s2)
             train = mnrl_positives(train, cfg.train[0] if cfg.train else "")
+            if cfg.hard_negatives:
+                negatives = [by_anchor.get(e.s1, [])[: cfg.hard_negatives] for e in train]
+                log.info("mnrl: %d hard negatives for %d anchors", sum(map(len, negatives)), len(train))
+        elif cfg.hard_negatives:
+            raise InvalidInputError("hard_negatives is for the mnrl objective")
         self.cfg, self.encoder, self.train, self.dev = cfg, encoder, train, dev
         self.head: SoftmaxHead | None = None
         self.label_map: dict[str, int] = {}
@@ -170,8 +187,12 @@ class BiEncoderTask:
         # Tokenise every sentence once; batches only pad and stack.
         self.enc1 = encoder.tokenize([e.s1 for e in train])
         self.enc2 = encoder.tokenize([e.s2 for e in train])
+        self.negatives = [encoder.tokenize(n) if n else [] for n in negatives] or [[] for _ in train]
         self.lengths = np.array(
-            [max(len(a.ids), len(b.ids)) for a, b in zip(self.enc1, self.enc2, strict=True)]
+            [
+                max(len(a.ids), len(b.ids), *(len(n.ids) for n in negs))
+                for a, b, negs in zip(self.enc1, self.enc2, self.negatives, strict=True)
+            ]
         )
 
     def num_examples(self) -> int:
@@ -185,9 +206,10 @@ class BiEncoderTask:
 
     def loss(self, batch: np.ndarray) -> tuple[torch.Tensor, int]:
         idx = batch.tolist()
-        feats = self.encoder.collate([self.enc1[i] for i in idx] + [self.enc2[i] for i in idx])
+        negatives = [n for i in idx for n in self.negatives[i]]  # mnrl's hard negatives, pooled
+        feats = self.encoder.collate([self.enc1[i] for i in idx] + [self.enc2[i] for i in idx] + negatives)
         emb = self.encoder.forward(feats)["sentence_embedding"]
-        u, v = emb[: len(idx)], emb[len(idx) :]
+        u, v = emb[: len(idx)], emb[len(idx) :]  # v: the positives, then the hard negatives
         device = emb.device
         if self.head is not None:
             logits = self.head(u, v)

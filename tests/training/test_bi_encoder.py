@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.encoder import Encoder
-from core.errors import DataError
+from core.errors import DataError, InvalidInputError
 from training.bi_encoder import (
     BiEncoderConfig,
     BiEncoderTask,
@@ -169,6 +169,48 @@ def test_mnrl_trains_on_positive_pairs_only(tiny_model_dir: Path, tmp_path: Path
     assert [e.s1 for e in task.train] == ["a", "e", "i", "m"]
     with pytest.raises(DataError, match="positive pairs"):
         BiEncoderTask(cfg, Encoder.load(tiny_model_dir, "cpu"), [rows[1], rows[3]], None)
+
+
+def test_mnrl_hard_negatives_are_the_anchor_s_own_negatives_and_join_the_candidates(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    rows = [
+        PairExample("q1", "doc one", label="1"),
+        PairExample("q1", "neg one a", label="0"),
+        PairExample("q1", "neg one b", label="0"),
+        PairExample("q1", "neg one c", label="0"),
+        PairExample("q2", "doc two", label="1"),
+        PairExample("q2", "neg two", label="0"),
+        PairExample("q3", "doc three", label="1"),  # no negatives of its own
+    ]
+    cfg = _cfg(tiny_model_dir, tmp_path / "x.jsonl", tmp_path / "o", objective="mnrl", hard_negatives=2)
+    encoder = Encoder.load(tiny_model_dir, "cpu")
+    task = BiEncoderTask(cfg, encoder, rows, None)
+    assert [e.s1 for e in task.train] == ["q1", "q2", "q3"]
+    expected = [["neg one a", "neg one b"], ["neg two"], []]
+    assert [[n.ids for n in negs] for negs in task.negatives] == [
+        [t.ids for t in encoder.tokenize(texts)] if texts else [] for texts in expected
+    ]
+    seen: list[int] = []
+    real_forward = encoder.forward
+
+    def forward(feats):  # type: ignore[no-untyped-def]
+        seen.append(int(feats["input_ids"].shape[0]))
+        return real_forward(feats)
+
+    encoder.forward = forward  # type: ignore[method-assign]
+    loss, n = task.loss(np.arange(3))
+    assert n == 3 and seen == [3 + 3 + 3] and float(loss) > 0  # anchors, positives, 3 negatives
+    plain = BiEncoderTask(
+        _cfg(tiny_model_dir, tmp_path / "x.jsonl", tmp_path / "p", objective="mnrl"), encoder, rows, None
+    )
+    seen.clear()
+    plain.loss(np.arange(3))
+    assert seen == [6]
+    with pytest.raises(InvalidInputError, match="mnrl"):
+        BiEncoderTask(
+            _cfg(tiny_model_dir, tmp_path / "x.jsonl", tmp_path / "c", hard_negatives=1), encoder, rows, None
+        )
 
 
 class _Killed(Exception):
