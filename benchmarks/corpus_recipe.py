@@ -57,8 +57,7 @@ def files(data: Path, name: str) -> tuple[Path, Path, Path]:
 
 
 def pseudo_queries(data: Path, name: str, work: Path, seed: int) -> tuple[Path, float]:
-    out = work / name / "pq.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = work / name / "pq.jsonl"  # run() makes the folder for its log beside it
     corpus = files(data, name)[0]
     cmd = [SEMSEARCH, "train", "pseudo-queries", "--corpus", str(corpus), "--output", str(out)]
     return out, run([*cmd, "--seed", str(seed)], work / name / "pq.log")
@@ -135,6 +134,7 @@ def main() -> int:
         model = args.work_dir / tune / label
         train_s = train(pq, model, lr, epochs, negatives, args)
         row = {
+            "label": label,
             "lr": lr,
             "epochs": epochs,
             "hard_negatives": negatives,
@@ -148,7 +148,7 @@ def main() -> int:
             flush=True,
         )
     best = max(tuned, key=lambda r: r["default"])
-    label = f"lr{best['lr']:g}-ep{best['epochs']}-hn{best['hard_negatives']}"
+    label = best["label"]
 
     pq_r, pq_r_s = pseudo_queries(args.data, report, args.work_dir, args.seed)
     model = args.work_dir / report / label

@@ -187,7 +187,10 @@ class BiEncoderTask:
         # Tokenise every sentence once; batches only pad and stack.
         self.enc1 = encoder.tokenize([e.s1 for e in train])
         self.enc2 = encoder.tokenize([e.s2 for e in train])
-        self.negatives = [encoder.tokenize(n) if n else [] for n in negatives] or [[] for _ in train]
+        # one tokenizer call for every hard negative (it batches), then split back per anchor
+        flat = encoder.tokenize([t for negs in negatives for t in negs]) if negatives else []
+        ends = np.cumsum([len(negs) for negs in negatives]).tolist()
+        self.negatives = [flat[a:b] for a, b in zip([0, *ends], ends, strict=False)] or [[] for _ in train]
         self.lengths = np.array(
             [
                 max(len(a.ids), len(b.ids), *(len(n.ids) for n in negs))
