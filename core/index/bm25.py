@@ -44,16 +44,31 @@ class TermStats:
 
 
 class Postings:
-    """Term -> (document rows, term frequencies), compressed by term (CSC), and document lengths."""
+    """Term -> (document rows, term frequencies), compressed by term (CSC), and document lengths.
+
+    ``live`` (one bool per row, None: all) marks the rows still in the corpus: a deleted
+    document's row stays until a merge (:meth:`merge`) drops it, as Lucene keeps deleted
+    documents in a segment, but unlike Lucene it counts in no statistic and scores 0, so that
+    postings with deleted rows score exactly as postings built from the live documents alone.
+    Everything is immutable: :meth:`without` shares the arrays and makes a new mask."""
 
     def __init__(
-        self, vocab: dict[str, int], indptr: np.ndarray, rows: np.ndarray, tf: np.ndarray, lengths: np.ndarray
+        self,
+        vocab: dict[str, int],
+        indptr: np.ndarray,
+        rows: np.ndarray,
+        tf: np.ndarray,
+        lengths: np.ndarray,
+        live: np.ndarray | None = None,
     ) -> None:
         self.vocab = vocab
         self.indptr = indptr  # int64, len(vocab) + 1
         self.rows = rows  # int32, grouped by term
         self.tf = tf  # float32
         self.lengths = lengths  # float32, one per document
+        self.live = None if live is None or bool(live.all()) else live
+        self.docs = len(lengths) if self.live is None else int(self.live.sum())
+        self.length = int(lengths.sum() if self.live is None else lengths[self.live].sum())
 
     @classmethod
     def build(cls, docs: Sequence[Sequence[str]]) -> Postings:
@@ -75,20 +90,66 @@ class Postings:
         np.add.at(indptr, pair_terms + 1, 1)
         return cls(vocab, np.cumsum(indptr), pair_rows.astype(np.int32), tf.astype(np.float32), lengths)
 
+    @classmethod
+    def merge(cls, parts: Sequence[Postings]) -> Postings:
+        """The live rows of ``parts``, in order (each part's after the one before), as one set of
+        postings: what building them from those documents' tokens gives, without the tokens."""
+        vocab: dict[str, int] = {}
+        terms, rows, tfs, lengths = [], [], [], []
+        offset = 0
+        for part in parts:
+            to_merged = np.array([vocab.setdefault(t, len(vocab)) for t in part.vocab], dtype=np.int64)
+            term_of = np.repeat(to_merged, np.diff(part.indptr)) if len(to_merged) else np.empty(0, np.int64)
+            keep = np.ones(part.count, dtype=bool) if part.live is None else part.live
+            new_row = np.cumsum(keep) - 1 + offset  # a live row's place in the merged postings
+            kept = keep[part.rows]
+            terms.append(term_of[kept])
+            rows.append(new_row[part.rows[kept]])
+            tfs.append(part.tf[kept])
+            lengths.append(part.lengths[keep])
+            offset += int(keep.sum())
+        term = np.concatenate(terms) if terms else np.empty(0, np.int64)
+        row = np.concatenate(rows) if rows else np.empty(0, np.int64)
+        order = np.lexsort((row, term))  # grouped by term, rows ascending within a term
+        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum(np.bincount(term, minlength=len(vocab)))
+        return cls(
+            vocab,
+            indptr,
+            row[order].astype(np.int32),
+            (np.concatenate(tfs) if tfs else np.empty(0, np.float32))[order],
+            np.concatenate(lengths) if lengths else np.empty(0, np.float32),
+        )
+
+    def without(self, rows: np.ndarray) -> Postings:
+        """These postings with ``rows`` deleted too (shared arrays, a new mask)."""
+        if not len(rows):
+            return self
+        live = np.ones(self.count, dtype=bool) if self.live is None else self.live.copy()
+        live[rows] = False
+        return Postings(self.vocab, self.indptr, self.rows, self.tf, self.lengths, live)
+
     @property
     def count(self) -> int:
+        """Rows held, deleted ones included (``docs``: the live ones)."""
         return len(self.lengths)
 
     def nbytes(self) -> int:
-        return int(self.indptr.nbytes + self.rows.nbytes + self.tf.nbytes + self.lengths.nbytes)
+        mask = 0 if self.live is None else self.live.nbytes
+        return int(self.indptr.nbytes + self.rows.nbytes + self.tf.nbytes + self.lengths.nbytes + mask)
 
     def stats(self, tokens: Sequence[str]) -> TermStats:
-        """This index's statistics for a query's terms."""
+        """This index's statistics for a query's terms (live documents only)."""
         df = {}
         for token in set(tokens):
             tid = self.vocab.get(token)
-            df[token] = 0 if tid is None else int(self.indptr[tid + 1] - self.indptr[tid])
-        return TermStats(self.count, int(self.lengths.sum()), df)
+            if tid is None:
+                df[token] = 0
+                continue
+            start, stop = int(self.indptr[tid]), int(self.indptr[tid + 1])
+            live = stop - start if self.live is None else int(self.live[self.rows[start:stop]].sum())
+            df[token] = live
+        return TermStats(self.docs, self.length, df)
 
     def scores(self, tokens: Sequence[str], stats: TermStats | None = None) -> np.ndarray:
         """Every document's score for the query ``tokens`` (float32), with ``stats`` (the whole
@@ -108,4 +169,6 @@ class Postings:
             rows, tf = self.rows[start:stop], self.tf[start:stop].astype(np.float64)
             norm = K1 * ((1 - B) + B * self.lengths[rows] / mean_len)
             out[rows] += idf * tf / (tf + norm)  # rows are distinct within one term
+        if self.live is not None:
+            out[~self.live] = 0.0
         return out.astype(np.float32)

@@ -279,6 +279,11 @@ class DocStore(LogTables):
     def count(self) -> int:
         return int(self._rows(f"SELECT COUNT(*) FROM docs WHERE {_LIVE}", {"g": self._gen()})[0][0])
 
+    def live_iid_array(self) -> np.ndarray:
+        """The int ids of every live row, ascending (no text read)."""
+        rows = self._rows(f"SELECT iid FROM docs WHERE {_LIVE} ORDER BY iid", {"g": self._gen()})
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
     def iter_live(self, batch: int = 10_000) -> Iterator[list[tuple[int, Document]]]:
         """All live rows in int-id order, in batches (for compaction)."""
         last = -1

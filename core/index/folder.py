@@ -103,6 +103,9 @@ class IndexFolder:
         self.generation = manifest.generation if generation is None else generation
         self._count = manifest.count if count is None else count
         self._lexical: LexicalIndex | None = None
+        # An earlier snapshot's BM25 (the one this was advanced from): this one's is built from
+        # its parts, tokenising only the documents written since (core.index.lexical_parts).
+        self._lexical_seed: LexicalIndex | None = None
         self._lexical_lock = threading.Lock()
         # Set by a live index (service.live_index) for its snapshots: BM25 built in the background
         # per generation, the newest one built serving until then. None: built here on first use.
@@ -199,6 +202,7 @@ class IndexFolder:
         segments = self.segments.with_tail(tail.iids, tail.vectors, tail.deleted)
         nxt = IndexFolder(self.path, m, self.vectors, store, segments, tail.generation, tail.count)
         nxt.shared_lexical = self.shared_lexical
+        nxt._lexical_seed = self._lexical or self._lexical_seed
         return nxt
 
     @property
@@ -238,9 +242,13 @@ class IndexFolder:
             if self._lexical is not None:
                 return self._lexical
             if self.shared_lexical is None:
-                self._lexical = LexicalIndex.build(self.store)
+                self._lexical = LexicalIndex.build(self.store, self._lexical_seed)
+                self._lexical_seed = None
                 return self._lexical
-        index, own = self.shared_lexical.for_snapshot(self.generation, lambda: LexicalIndex.build(self.store))
+        shared = self.shared_lexical
+        index, own = shared.for_snapshot(
+            self.generation, lambda: LexicalIndex.build(self.store, shared.newest())
+        )
         if own:
             with self._lexical_lock:
                 self._lexical = index

@@ -33,9 +33,13 @@ from core.errors import InvalidInputError
 from core.fusion_names import DEFAULT_ALPHA, FUSIONS
 from core.index.bm25 import Postings, TermStats
 from core.index.doc_store import DocStore
+from core.index.lexical_parts import LexicalPart, settle
 
 log = logging.getLogger(__name__)
 RRF_K = 60
+# A new generation's BM25 is built from scratch, not from the previous one's parts, when more
+# than this share of its documents is new (tokenising them is then most of a full build).
+REBUILD_SHARE = 0.5
 STOPWORDS = "en"
 # Words as bm25s's default pattern finds them (two or more word characters), except that every
 # CJK ideograph is a token of its own, as BERT's Chinese models and Lucene's CJK analysers
@@ -81,20 +85,29 @@ def tie_keys(doc_ids: Sequence[str]) -> np.ndarray:
 class LexicalIndex:
     """BM25 over one generation's documents: bm25s's tokenizer (its stemmer and stop words, our
     token pattern) and core.index.bm25's scorer, which scores with the statistics it is given:
-    a shard's searches pass the whole index's (core.index.sharded_folder)."""
+    a shard's searches pass the whole index's (core.index.sharded_folder).
 
-    def __init__(
-        self, iids: np.ndarray, postings: Postings, stemmer: Any, ties: np.ndarray | None = None
-    ) -> None:
-        self.iids = iids  # row -> our int id
-        self.row = {int(iid): i for i, iid in enumerate(iids)}
-        self.postings = postings
+    It is made of parts (core.index.lexical_parts): the next generation's index reuses this one's
+    and tokenises only the documents added since (:meth:`build` with ``previous``). Rows are the
+    parts' rows one after the other; a deleted document's row scores 0 until a merge drops it."""
+
+    def __init__(self, parts: Sequence[LexicalPart], stemmer: Any) -> None:
+        self.parts = tuple(parts)
         self.stemmer = stemmer
-        self.ties = iids if ties is None else ties  # row -> tie key (tie_keys; else the int id)
+        self.iids = _concat([p.iids for p in self.parts])  # row -> our int id
+        self.ties = _concat([p.ties for p in self.parts])  # row -> tie key (tie_keys; else the int id)
+        self._order = np.argsort(self.iids, kind="stable")  # for int id -> row lookups
+        self._sorted = self.iids[self._order]
 
     @classmethod
-    def build(cls, store: DocStore) -> LexicalIndex:
-        """From every document live at the store's pinned generation."""
+    def build(cls, store: DocStore, previous: LexicalIndex | None = None) -> LexicalIndex:
+        """From every document live at the store's pinned generation; with ``previous`` (an index
+        of another generation of the same store), from its parts plus the documents added since,
+        which are the only ones tokenised, unless most of the corpus changed."""
+        if previous is not None:
+            updated = previous._updated(store)
+            if updated is not None:
+                return updated
         iids: list[int] = []
         texts: list[str] = []
         doc_ids: list[str] = []
@@ -105,6 +118,24 @@ class LexicalIndex:
                 doc_ids.append(doc.id)
         return cls.from_texts(iids, texts, doc_ids)
 
+    def _updated(self, store: DocStore) -> LexicalIndex | None:
+        """This index brought to ``store``'s generation, or None where a full build is as cheap."""
+        live = store.live_iid_array()
+        held = np.sort(_concat([p.live_iids() for p in self.parts]))
+        dead = np.setdiff1d(held, live, assume_unique=True)
+        added = np.setdiff1d(live, held, assume_unique=True)
+        if len(added) > REBUILD_SHARE * max(1, len(live)):
+            return None
+        docs = store.get_many(added.tolist())
+        if len(docs) != len(added):  # the store changed under its pinned generation: start over
+            return None
+        new = _part(
+            added.tolist(), [docs[int(i)].text for i in added], [docs[int(i)].id for i in added], self.stemmer
+        )
+        parts = settle([*(p.without(dead) for p in self.parts), new])
+        log.info("BM25 index: %d added, %d deleted, %d parts", len(added), len(dead), len(parts))
+        return LexicalIndex(parts, self.stemmer)
+
     @classmethod
     def from_texts(
         cls, iids: Sequence[int], texts: Sequence[str], doc_ids: Sequence[str] | None = None
@@ -112,21 +143,41 @@ class LexicalIndex:
         """Over ``texts``, searched results named by ``iids``; ``doc_ids`` (the external ids)
         order tied scores as every layout of the same documents does."""
         stemmer = _stemmer()
-        postings = Postings.build(_tokenize(texts, stemmer) if texts else [])
         log.info("BM25 index over %d documents", len(texts))
-        ties = tie_keys(doc_ids) if doc_ids is not None else None
-        return cls(np.asarray(iids, dtype=np.int64), postings, stemmer, ties)
+        return cls(settle([_part(iids, texts, doc_ids, stemmer)]) if texts else (), stemmer)
 
     @property
     def count(self) -> int:
+        """Rows held, deleted ones included (``docs``: the live ones)."""
         return len(self.iids)
+
+    @property
+    def docs(self) -> int:
+        return sum(p.docs for p in self.parts)
 
     def tokens(self, query: str) -> list[str]:
         return _tokenize([query], self.stemmer)[0]
 
     def stats(self, query: str) -> TermStats:
         """This index's share of the statistics ``query`` is scored with."""
-        return self.postings.stats(self.tokens(query))
+        return self._stats(self.tokens(query))
+
+    def _stats(self, tokens: Sequence[str]) -> TermStats:
+        return sum((p.postings.stats(tokens) for p in self.parts), TermStats(df={t: 0 for t in tokens}))
+
+    def _scores(self, query: str, stats: TermStats | None) -> np.ndarray:
+        """Every row's score: each part scored with the whole index's statistics (or ``stats``)."""
+        tokens = self.tokens(query)
+        stats = stats or self._stats(tokens)
+        return _concat([p.postings.scores(tokens, stats) for p in self.parts], np.float32)
+
+    def rows_of(self, iids: np.ndarray) -> np.ndarray:
+        """The row of each int id, -1 for ids this index does not hold."""
+        iids = np.asarray(iids, dtype=np.int64)
+        if not self.count:
+            return np.full(len(iids), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._sorted, iids), self.count - 1)
+        return np.where(self._sorted[at] == iids, self._order[at], -1)
 
     def search(
         self,
@@ -144,9 +195,10 @@ class LexicalIndex:
         mask = None
         if allowed is not None:
             mask = np.zeros(self.count, dtype=bool)
-            mask[[self.row[int(i)] for i in allowed if int(i) in self.row]] = True
+            rows = self.rows_of(np.asarray(allowed, dtype=np.int64).reshape(-1))
+            mask[rows[rows >= 0]] = True
         for query in queries:
-            full = self.postings.scores(self.tokens(query), stats)
+            full = self._scores(query, stats)
             scores = full if mask is None else np.where(mask, full, 0.0).astype(np.float32)
             hits = np.flatnonzero(scores > 0)
             # Best first, equal scores by tie key: the same order in one folder and in shards.
@@ -161,9 +213,21 @@ class LexicalIndex:
         query's scores for every row, where a search just computed them (``Ranked.full``)."""
         if self.count == 0:
             return np.zeros(len(iids), dtype=np.float32)
-        all_scores = full if full is not None else self.postings.scores(self.tokens(query), stats)
-        rows = np.array([self.row.get(int(i), -1) for i in iids], dtype=np.int64)
+        all_scores = full if full is not None else self._scores(query, stats)
+        rows = self.rows_of(iids)
         return np.where(rows >= 0, all_scores[np.maximum(rows, 0)], 0.0).astype(np.float32)
+
+
+def _concat(arrays: Sequence[np.ndarray], dtype: Any = np.int64) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
+
+
+def _part(
+    iids: Sequence[int], texts: Sequence[str], doc_ids: Sequence[str] | None, stemmer: Any
+) -> LexicalPart:
+    postings = Postings.build(_tokenize(texts, stemmer) if texts else [])
+    ids = np.asarray(iids, dtype=np.int64)
+    return LexicalPart(ids, postings, tie_keys(doc_ids) if doc_ids is not None else ids)
 
 
 def _tokenize(texts: Sequence[str], stemmer: Any) -> list[list[str]]:
@@ -188,9 +252,10 @@ class SharedLexical:
     until the build lands (a search engine's refresh). A search waits up to ``wait_s`` for its
     generation's build, so a small corpus (whose build takes milliseconds) is always searched
     fresh and a large one never stalls. Builds coalesce: while one runs, later generations
-    wait, and only the newest of them is built next. Without this, the first hybrid search after
-    each write rebuilt BM25 over the whole corpus inside the request: 8.5 s for 100k MEDLINE
-    abstracts on 2 cores (BENCHMARKS.md)."""
+    wait, and only the newest of them is built next. Each build starts from the newest index
+    built (:meth:`newest`) and tokenises only the documents written since
+    (core.index.lexical_parts), so the lag is that of the write, not of the corpus: a full
+    rebuild took 8.5 s for 100k MEDLINE abstracts on 2 cores (BENCHMARKS.md)."""
 
     def __init__(self, wait_s: float = 0.0) -> None:
         self.wait_s = wait_s
@@ -230,6 +295,11 @@ class SharedLexical:
 
     def _newest(self) -> int:
         return -1 if self._latest is None else self._latest[0]
+
+    def newest(self) -> LexicalIndex | None:
+        """The newest index built, which the next generation's is built from."""
+        with self._lock:
+            return None if self._latest is None else self._latest[1]
 
     def _start(self) -> None:  # under self._lock
         if self._running or self._wanted is None:

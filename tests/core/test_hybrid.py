@@ -101,6 +101,36 @@ def test_each_generation_gets_its_own_bm25(folder: IndexFolder, tmp_path: Path) 
         fresh.close()
 
 
+def test_an_advanced_snapshot_builds_bm25_from_the_last_one_s_parts(
+    folder: IndexFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot advanced past a write tokenises only the written document, not the corpus,
+    and searches as a fresh open of the same generation does."""
+    from core.index import lexical as lexical_mod
+
+    snapshot = IndexFolder.open(folder.path)
+    snapshot.lexical()
+    with MutableIndex(folder.path) as index:
+        index.upsert([Document("new", "zebra stripes", {})], np.ones((1, DIM), np.float32) / np.sqrt(DIM))
+        index.delete(["d0"])
+    seen: list[int] = []
+    real = lexical_mod._tokenize
+    monkeypatch.setattr(lexical_mod, "_tokenize", lambda t, s: (seen.append(len(t)), real(t, s))[1])
+    nxt = snapshot.advance()
+    fresh = IndexFolder.open(folder.path)
+    try:
+        assert nxt.generation == fresh.generation > snapshot.generation
+        assert len(nxt.lexical().parts) == 2 and seen == [1]
+        query = np.ones(DIM, np.float32) / np.sqrt(DIM)
+        for text in ("zebra", "aspirin fever", "stripes zebra aspirin"):
+            assert [(h.id, round(h.score, 5)) for h in nxt.search_hybrid(query, text, 6)] == [
+                (h.id, round(h.score, 5)) for h in fresh.search_hybrid(query, text, 6)
+            ]
+    finally:
+        for f in {id(x): x for x in (snapshot, nxt, fresh)}.values():
+            f.close()
+
+
 def test_bm25_tokenises_cjk_per_character_and_other_text_as_before() -> None:
     import bm25s
 

@@ -52,9 +52,9 @@ def test_a_write_never_makes_a_hybrid_search_wait_for_a_whole_bm25_rebuild(
     gate = threading.Event()
     real_build = lexical_mod.LexicalIndex.build.__func__
 
-    def gated(cls, store):
+    def gated(cls, store, previous=None):
         assert gate.wait(30)
-        return real_build(cls, store)
+        return real_build(cls, store, previous)
 
     monkeypatch.setattr(lexical_mod.LexicalIndex, "build", classmethod(gated))
     assert client.delete(f"/documents/{tiny_docs[3]['id']}").status_code == 200
